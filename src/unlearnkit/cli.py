@@ -1,0 +1,234 @@
+"""The `unlearnkit` command: parses arguments, calls the Python API, prints. No logic of its own.
+
+Exit codes: 0 success, 2 bad input (one line naming the problem and the fix), 1 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from .errors import UserError
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit code 2), like every other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
+def command(name: str):
+    def deco(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS[name] = fn
+        return fn
+
+    return deco
+
+
+def _kv(items: list[str] | None) -> dict[str, str]:
+    out = {}
+    for s in items or []:
+        if "=" not in s:
+            raise UserError(f"{s!r} is not key=value: write e.g. width=64")
+        k, v = s.split("=", 1)
+        out[k.strip()] = _auto(v.strip())
+    return out
+
+
+def _auto(v: str):
+    for t in (int, float):
+        try:
+            return t(v)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(v.lower(), v)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="unlearnkit", description="Make a trained image classifier forget, and measure it.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    d = sub.add_parser("demo", help="end-to-end on the embedded default (digits), < 2 min on a CPU")
+    d.add_argument("--out", default="unlearnkit-demo")
+    d.add_argument("--forget-class", default="3")
+    d.add_argument("--method", default=None)
+    _common(d)
+
+    t = sub.add_parser("train", help="train a classifier (optionally with a backdoor) into a run directory")
+    t.add_argument("--data", default="digits", help="dataset spec: digits, fashion-mnist, imagefolder:PATH, ...")
+    t.add_argument("--arch", default="cnn-small", help="model name (see `unlearnkit list models`)")
+    t.add_argument("--arch-kwargs", nargs="*", metavar="KEY=VALUE", help="model options, e.g. stem=cifar")
+    t.add_argument("--out", required=True)
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--optimizer", choices=["sgd", "adam"])
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--data-root")
+    t.add_argument("--image-size", type=int)
+    t.add_argument("--val-fraction", type=float, default=0.1)
+    t.add_argument("--poison", metavar="ATTACK", help="plant a backdoor (see `unlearnkit list attacks`)")
+    t.add_argument("--target", type=int, default=0)
+    t.add_argument("--poison-ratio", type=float, default=0.1)
+    t.add_argument("--all-to-all", action="store_true")
+    t.add_argument("--poison-set", nargs="*", metavar="KEY=VALUE", help="attack options")
+    _common(t)
+
+    f = sub.add_parser("forget", help="unlearn a class, samples or a backdoor; writes a new run directory")
+    f.add_argument("run")
+    f.add_argument("--method", required=True)
+    f.add_argument("--out", required=True)
+    g = f.add_mutually_exclusive_group(required=True)
+    g.add_argument("--forget-class", metavar="C[,C...]")
+    g.add_argument("--forget-random", type=float, metavar="FRAC")
+    g.add_argument("--forget-indices", metavar="FILE")
+    g.add_argument("--backdoor", action="store_true")
+    f.add_argument("--clean-size", type=int)
+    f.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="settings")
+    r = f.add_mutually_exclusive_group()
+    r.add_argument("--reference", metavar="RUN")
+    r.add_argument("--retrain", action="store_true")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--data-root")
+    _common(f)
+
+    e = sub.add_parser("evaluate", help="recompute a run's metrics (writes nothing)")
+    e.add_argument("run")
+    e.add_argument("--reference")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--data-root")
+    e.add_argument("--quiet", action="store_true")
+
+    pr = sub.add_parser("predict", help="top-K classes of image files")
+    pr.add_argument("run")
+    pr.add_argument("images", nargs="+")
+    pr.add_argument("--top", type=int, default=5)
+    pr.add_argument("--json", action="store_true")
+    pr.add_argument("--quiet", action="store_true")
+
+    ls = sub.add_parser("list", help="what is available")
+    ls.add_argument("what", choices=["methods", "attacks", "datasets", "models"])
+
+    b = sub.add_parser("bench", help="run a benchmark suite (tables of methods x scenarios x seeds)")
+    b.add_argument("suite")
+    b.add_argument("--out", required=True)
+    b.add_argument("--seeds", type=int, default=3)
+    b.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="settings")
+    _common(b)
+    return p
+
+
+@command("demo")
+def _demo(a: argparse.Namespace) -> int:
+    from .demo import best_method, demo, format_table
+
+    method = a.method or best_method()
+    m = demo(a.out, a.forget_class, a.overwrite, method)
+    print(format_table(m, method))
+    print(f"runs written under {a.out}/ (original/, forget/, forget/reference/)")
+    return 0
+
+
+@command("train")
+def _train(a: argparse.Namespace) -> int:
+    from .pipeline import train
+
+    out = train(a.data, a.arch, a.out, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, optimizer=a.optimizer,
+                seed=a.seed, data_root=a.data_root, image_size=a.image_size, val_fraction=a.val_fraction,
+                arch_kwargs=_kv(a.arch_kwargs), poison=a.poison, target=a.target, poison_ratio=a.poison_ratio,
+                all_to_all=a.all_to_all, poison_settings=_kv(a.poison_set), overwrite=a.overwrite)
+    m = json.loads((out / "metrics.json").read_text())
+    extra = "".join(f", {k} {m[k]:.2f}" for k in ("asr", "clean_acc") if k in m)
+    print(f"{out}: test accuracy {m['test_acc']:.2f}%{extra} in {m['seconds']:.1f}s")
+    return 0
+
+
+@command("forget")
+def _forget(a: argparse.Namespace) -> int:
+    from .pipeline import forget
+    from .report.text import summary_table
+
+    out = forget(a.run, a.method, a.out, forget_class=a.forget_class, forget_random=a.forget_random,
+                 forget_indices=a.forget_indices, backdoor=a.backdoor, clean_size=a.clean_size,
+                 settings=a.settings, reference=a.reference, retrain=a.retrain, seed=a.seed,
+                 data_root=a.data_root, overwrite=a.overwrite)
+    print(summary_table(json.loads((out / "metrics.json").read_text()), a.method))
+    print(f"written: {out}")
+    return 0
+
+
+@command("evaluate")
+def _evaluate(a: argparse.Namespace) -> int:
+    from .pipeline import evaluate
+    from .report.text import summary_table
+
+    m = evaluate(a.run, a.reference, a.data_root)
+    print(json.dumps(m, indent=2) if a.json else summary_table(m, "this run"))
+    return 0
+
+
+@command("predict")
+def _predict(a: argparse.Namespace) -> int:
+    from .pipeline import predict
+
+    res = predict(a.run, a.images, a.top)
+    if a.json:
+        print(json.dumps(res, indent=2))
+    for r in [] if a.json else res:
+        print(r["image"] + ": " + ", ".join(f"{t['class']} {t['prob']:.3f}" for t in r["top"]))
+    return 0
+
+
+@command("list")
+def _list(a: argparse.Namespace) -> int:
+    from .api import describe
+
+    for name, text in describe(a.what):
+        print(f"{name:22s}{text}")
+    return 0
+
+
+@command("bench")
+def _bench(a: argparse.Namespace) -> int:
+    from .bench import run_suite
+
+    out = run_suite(a.suite, a.out, seeds=a.seeds, settings=_kv(a.settings), overwrite=a.overwrite)
+    print((out / "table.md").read_text())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        a = parser.parse_args(argv)
+        if a.command is None:
+            parser.print_help()
+            return 2
+        from .engine.progress import set_quiet
+
+        set_quiet(getattr(a, "quiet", False))
+        return COMMANDS[a.command](a)
+    except UserError as err:
+        print(f"unlearnkit: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("unlearnkit: interrupted; no output was written", file=sys.stderr)
+        return 130
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,190 @@
+"""Dataset registry: every loader returns a `DataBundle` of uint8 tensors.
+
+Spec strings: `digits` (scikit-learn's bundled 8x8 digits, the embedded default), `mnist`, `fashion-mnist`,
+`cifar10`, `cifar100`, `svhn`, `gtsrb` (torchvision's loaders, which download when online), and
+`imagefolder:PATH`. Offline copies (e.g. Debian's `dataset-fashion-mnist`) are looked up before any download.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import UserError
+from ..registry import Registry
+from .bundle import DataBundle
+from .transforms import resize_uint8
+
+Loader = Callable[[Path, "int | None"], DataBundle]
+DATASETS: Registry[Loader] = Registry("dataset")
+register_dataset = DATASETS.register
+
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot"]
+OFFLINE_DIRS = {"fashion-mnist": [Path("/usr/share/datasets/fashion-mnist")],
+                "mnist": [Path("/usr/share/datasets/mnist")]}
+
+
+def default_root() -> Path:
+    """Where datasets live unless `--data-root` says otherwise."""
+    return Path(os.environ.get("UNLEARNKIT_DATA", Path.home() / ".cache" / "unlearnkit" / "data"))
+
+
+def _bundle(spec: str, xtr: Tensor, ytr: Tensor, xte: Tensor, yte: Tensor, classes: list[str],
+            augment: str, image_size: int | None) -> DataBundle:
+    if image_size is not None:
+        xtr, xte = resize_uint8(xtr, image_size), resize_uint8(xte, image_size)
+    xf = xtr[: min(len(xtr), 20000)].float() / 255.0
+    mean = tuple(round(v, 4) for v in xf.mean(dim=(0, 2, 3)).tolist())
+    std = tuple(round(max(v, 1e-3), 4) for v in xf.std(dim=(0, 2, 3)).tolist())
+    return DataBundle(spec, xtr.contiguous(), ytr.long(), xte.contiguous(), yte.long(), classes, mean, std, augment)
+
+
+def _download_error(name: str, root: Path, err: Exception) -> UserError:
+    return UserError(f"dataset {name!r} is not under {root} and could not be downloaded ({type(err).__name__}): "
+                     f"put its files there or pass --data-root DIR")
+
+
+@register_dataset("digits")
+def load_digits(root: Path, image_size: int | None = None) -> DataBundle:
+    """scikit-learn's bundled 8x8 digits (1,797 images): a fixed, stratified 80/20 train/test split."""
+    from sklearn.datasets import load_digits as sk_digits
+    from sklearn.model_selection import train_test_split
+
+    d = sk_digits()
+    x = torch.from_numpy(np.round(d.images * (255.0 / 16.0)).astype(np.uint8))[:, None]
+    y = torch.from_numpy(d.target.astype(np.int64))
+    itr, ite = train_test_split(np.arange(len(y)), test_size=0.2, random_state=0, stratify=d.target)
+    itr, ite = torch.from_numpy(np.sort(itr)), torch.from_numpy(np.sort(ite))
+    return _bundle("digits", x[itr], y[itr], x[ite], y[ite], [str(i) for i in range(10)], "none", image_size)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (MNIST's format), gzipped or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _find_idx(dirs: list[Path], stem: str) -> Path | None:
+    for d in dirs:
+        for name in (f"{stem}.gz", stem):
+            if (d / name).is_file():
+                return d / name
+    return None
+
+
+def _load_mnist_like(name: str, tv_name: str, classes: list[str] | None, root: Path,
+                     image_size: int | None) -> DataBundle:
+    dirs = [root / name, root / tv_name / "raw", root] + OFFLINE_DIRS.get(name, [])
+    stems = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+             "t10k-labels-idx1-ubyte"]
+    paths = [_find_idx(dirs, s) for s in stems]
+    if all(paths):
+        arrs = [torch.from_numpy(_read_idx(p).copy()) for p in paths]  # type: ignore[arg-type]
+        xtr, ytr, xte, yte = arrs[0][:, None], arrs[1], arrs[2][:, None], arrs[3]
+        classes = classes or [str(i) for i in range(10)]
+    else:
+        import torchvision
+
+        cls = getattr(torchvision.datasets, tv_name)
+        try:
+            tr, te = cls(str(root), train=True, download=True), cls(str(root), train=False, download=True)
+        except Exception as err:  # noqa: BLE001 - offline or unreachable mirror
+            raise _download_error(name, root, err) from err
+        xtr, ytr, xte, yte = tr.data[:, None], tr.targets, te.data[:, None], te.targets
+        classes = list(tr.classes)
+    return _bundle(name, xtr, ytr, xte, yte, classes, "crop" if name == "mnist" else "crop-flip", image_size)
+
+
+@register_dataset("mnist")
+def load_mnist(root: Path, image_size: int | None = None) -> DataBundle:
+    return _load_mnist_like("mnist", "MNIST", None, root, image_size)
+
+
+@register_dataset("fashion-mnist")
+def load_fashion_mnist(root: Path, image_size: int | None = None) -> DataBundle:
+    return _load_mnist_like("fashion-mnist", "FashionMNIST", FASHION_CLASSES, root, image_size)
+
+
+def _tv_split(name: str, root: Path, train: bool) -> object:
+    import torchvision
+
+    try:
+        if name == "svhn":
+            return torchvision.datasets.SVHN(str(root), split="train" if train else "test", download=True)
+        if name == "gtsrb":
+            return torchvision.datasets.GTSRB(str(root), split="train" if train else "test", download=True)
+        cls = {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100}[name]
+        return cls(str(root), train=train, download=True)
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001
+        raise _download_error(name, root, err) from err
+
+
+def _nhwc(a: np.ndarray) -> Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).contiguous()
+
+
+def _load_cifar(name: str, root: Path, image_size: int | None) -> DataBundle:
+    tr, te = _tv_split(name, root, True), _tv_split(name, root, False)
+    return _bundle(name, _nhwc(tr.data), torch.tensor(tr.targets), _nhwc(te.data), torch.tensor(te.targets),
+                   list(tr.classes), "crop-flip", image_size)
+
+
+@register_dataset("cifar10")
+def load_cifar10(root: Path, image_size: int | None = None) -> DataBundle:
+    return _load_cifar("cifar10", root, image_size)
+
+
+@register_dataset("cifar100")
+def load_cifar100(root: Path, image_size: int | None = None) -> DataBundle:
+    return _load_cifar("cifar100", root, image_size)
+
+
+@register_dataset("svhn")
+def load_svhn(root: Path, image_size: int | None = None) -> DataBundle:
+    tr, te = _tv_split("svhn", root, True), _tv_split("svhn", root, False)
+    return _bundle("svhn", torch.from_numpy(tr.data), torch.from_numpy(tr.labels), torch.from_numpy(te.data),
+                   torch.from_numpy(te.labels), [str(i) for i in range(10)], "crop", image_size)
+
+
+def _pil_split(ds: object, size: int) -> tuple[Tensor, Tensor]:
+    from .imagefolder import pil_to_uint8
+
+    xs, ys = [], []
+    for img, y in ds:  # type: ignore[attr-defined]
+        xs.append(pil_to_uint8(img, size))
+        ys.append(int(y))
+    return torch.stack(xs), torch.tensor(ys)
+
+
+@register_dataset("gtsrb")
+def load_gtsrb(root: Path, image_size: int | None = None) -> DataBundle:
+    """GTSRB's images vary in size: they are resized to `image_size` (default 32) at load time."""
+    size = image_size or 32
+    xtr, ytr = _pil_split(_tv_split("gtsrb", root, True), size)
+    xte, yte = _pil_split(_tv_split("gtsrb", root, False), size)
+    return _bundle("gtsrb", xtr, ytr, xte, yte, [str(i) for i in range(43)], "crop", None)
+
+
+def load_dataset(spec: str, root: str | Path | None = None, image_size: int | None = None) -> DataBundle:
+    """Build the `DataBundle` for a dataset spec (`digits`, `fashion-mnist`, `imagefolder:PATH`, ...)."""
+    if image_size is not None and not 4 <= image_size <= 1024:
+        raise UserError(f"--image-size {image_size} is out of range: use a side between 4 and 1024 pixels")
+    if spec.startswith("imagefolder:"):
+        from .imagefolder import load_imagefolder
+
+        return load_imagefolder(Path(spec.split(":", 1)[1]).expanduser(), image_size)
+    loader = DATASETS.get(spec)
+    return loader(Path(root).expanduser() if root else default_root(), image_size)

@@ -1,0 +1,80 @@
+"""`imagefolder:PATH`: a folder per class, optionally inside `train/` and `test/` subfolders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import UserError
+from .bundle import DataBundle
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+DEFAULT_SIZE = 64
+
+
+def pil_to_uint8(img: object, size: int) -> Tensor:
+    """A PIL image -> uint8 (3, size, size) tensor."""
+    from PIL import Image
+
+    img = img.convert("RGB").resize((size, size), Image.BILINEAR)  # type: ignore[attr-defined]
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+def read_image(path: Path, size: int) -> Tensor:
+    """Read one image file, or raise a `UserError` naming the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return pil_to_uint8(img, size)
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise UserError(f"cannot read image {path} ({err.__class__.__name__}): remove or replace the file") from err
+
+
+def _class_dirs(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _files(d: Path) -> list[Path]:
+    return sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _load_split(root: Path, classes: list[str], size: int) -> tuple[Tensor, Tensor]:
+    xs, ys = [], []
+    for label, name in enumerate(classes):
+        d = root / name
+        for f in _files(d) if d.is_dir() else []:
+            xs.append(read_image(f, size))
+            ys.append(label)
+    if not xs:
+        raise UserError(f"no images found under {root}: put one folder of images per class there")
+    return torch.stack(xs), torch.tensor(ys)
+
+
+def load_imagefolder(root: Path, image_size: int | None = None) -> DataBundle:
+    """Load a class-per-folder tree into memory; without `train/`+`test/`, a seeded stratified 80/20 split."""
+    from .datasets import _bundle
+
+    if not root.is_dir():
+        raise UserError(f"image folder {root} does not exist: pass imagefolder:PATH with a folder per class")
+    size = image_size or DEFAULT_SIZE
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        classes = [p.name for p in _class_dirs(root / "train")]
+        xtr, ytr = _load_split(root / "train", classes, size)
+        xte, yte = _load_split(root / "test", classes, size)
+    else:
+        classes = [p.name for p in _class_dirs(root)]
+        if len(classes) < 2:
+            raise UserError(f"image folder {root} has {len(classes)} class folder(s): it needs at least 2")
+        x, y = _load_split(root, classes, size)
+        gen = torch.Generator().manual_seed(0)
+        test_mask = torch.zeros(len(y), dtype=torch.bool)
+        for c in range(len(classes)):
+            idx = (y == c).nonzero().flatten()
+            idx = idx[torch.randperm(len(idx), generator=gen)]
+            test_mask[idx[: max(1, len(idx) // 5) if len(idx) > 1 else 0]] = True
+        xtr, ytr, xte, yte = x[~test_mask], y[~test_mask], x[test_mask], y[test_mask]
+    return _bundle(f"imagefolder:{root.resolve()}", xtr, ytr, xte, yte, classes, "crop-flip", None)

@@ -1,0 +1,156 @@
+"""Forget specs and the forget / retain / held-out validation split of the training set.
+
+The validation split is carved from the training set before training and never trained on: it serves
+hyper-parameter selection, the clean set of backdoor defences, and held-out membership attacks.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import UserError
+
+
+@dataclass
+class ForgetSpec:
+    """What to forget: `kind` is 'class', 'random' or 'indices'."""
+
+    kind: str
+    classes: list[int] = field(default_factory=list)
+    fraction: float | None = None
+    indices: list[int] | None = None
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None and v != []}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ForgetSpec:
+        return cls(kind=d["kind"], classes=list(d.get("classes", [])), fraction=d.get("fraction"),
+                   indices=d.get("indices"), seed=int(d.get("seed", 0)))
+
+
+@dataclass
+class Split:
+    """Indices into the training tensors: what the model trained on, what to forget, what to keep."""
+
+    train_idx: Tensor
+    val_idx: Tensor
+    forget_idx: Tensor
+    retain_idx: Tensor
+    forget_classes: list[int] = field(default_factory=list)
+
+
+def parse_classes(text: str, class_names: list[str]) -> list[int]:
+    """'elephant,horse' or '3,5' -> sorted class indices; names match exactly, then case-insensitively."""
+    out: list[int] = []
+    lower = {n.lower(): i for i, n in enumerate(class_names)}
+    for tok in (t.strip() for t in text.split(",")):
+        if not tok:
+            continue
+        if tok in class_names:
+            out.append(class_names.index(tok))
+        elif tok.lower() in lower:
+            out.append(lower[tok.lower()])
+        elif tok.lstrip("-").isdigit():
+            i = int(tok)
+            if not 0 <= i < len(class_names):
+                raise UserError(f"class index {i} is out of range: use 0..{len(class_names) - 1} or a class name")
+            out.append(i)
+        else:
+            raise UserError(f"unknown class {tok!r}: choose from {', '.join(class_names)}")
+    if not out:
+        raise UserError("--forget-class is empty: name at least one class, e.g. --forget-class 3")
+    out = sorted(set(out))
+    if len(out) >= len(class_names):
+        raise UserError("--forget-class names every class: leave at least one class to retain")
+    return out
+
+
+def read_indices(path: str | Path) -> list[int]:
+    """Read sample indices from a .json list, a .npy array, or text (one per line, or comma/space separated)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"indices file {p} does not exist: pass a file of training-set indices")
+    try:
+        if p.suffix == ".npy":
+            vals = np.load(p, allow_pickle=False).ravel().tolist()
+        elif p.suffix == ".json":
+            vals = json.loads(p.read_text())
+        else:
+            vals = p.read_text().replace(",", " ").split()
+        return [int(v) for v in vals]
+    except (ValueError, TypeError, json.JSONDecodeError) as err:
+        raise UserError(f"cannot read indices from {p}: write one integer index per line") from err
+
+
+def parse_forget_spec(class_names: list[str], *, forget_class: str | None = None,
+                      forget_random: float | None = None, forget_indices: str | Path | None = None,
+                      seed: int = 0) -> ForgetSpec:
+    """Turn the command-line choice (exactly one of the three) into a `ForgetSpec`."""
+    given = [v is not None for v in (forget_class, forget_random, forget_indices)]
+    if sum(given) != 1:
+        raise UserError("choose exactly one of --forget-class, --forget-random, --forget-indices (or --backdoor)")
+    if forget_class is not None:
+        return ForgetSpec("class", classes=parse_classes(forget_class, class_names), seed=seed)
+    if forget_random is not None:
+        if not 0.0 < float(forget_random) < 1.0:
+            raise UserError(f"--forget-random {forget_random} is outside (0, 1): give a fraction such as 0.1")
+        return ForgetSpec("random", fraction=float(forget_random), seed=seed)
+    idx = read_indices(forget_indices)  # type: ignore[arg-type]
+    if not idx:
+        raise UserError(f"indices file {forget_indices} is empty: list at least one training-set index")
+    return ForgetSpec("indices", indices=sorted(set(idx)), seed=seed)
+
+
+def val_split(y: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Stratified, seeded (train_idx, val_idx) of the training set."""
+    gen = torch.Generator().manual_seed(seed)
+    val = []
+    for c in torch.unique(y).tolist():
+        idx = (y == c).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        val.append(idx[: int(round(len(idx) * fraction))])
+    val_idx = torch.sort(torch.cat(val)).values if val else torch.zeros(0, dtype=torch.long)
+    mask = torch.ones(len(y), dtype=torch.bool)
+    mask[val_idx] = False
+    return mask.nonzero().flatten(), val_idx
+
+
+def make_split(y_train: Tensor, val_fraction: float, split_seed: int, spec: ForgetSpec | None) -> Split:
+    """Apply a forget spec to the training indices (the validation split is excluded first)."""
+    train_idx, val_idx = val_split(y_train, val_fraction, split_seed)
+    empty = torch.zeros(0, dtype=torch.long)
+    if spec is None:
+        return Split(train_idx, val_idx, empty, train_idx)
+    if spec.kind == "class":
+        in_forget = torch.isin(y_train[train_idx], torch.tensor(spec.classes))
+        forget = train_idx[in_forget]
+    elif spec.kind == "random":
+        gen = torch.Generator().manual_seed(spec.seed)
+        k = int(round(len(train_idx) * float(spec.fraction)))
+        forget = torch.sort(train_idx[torch.randperm(len(train_idx), generator=gen)[:k]]).values
+    elif spec.kind == "indices":
+        idx = torch.tensor(spec.indices or [], dtype=torch.long)
+        bad = idx[(idx < 0) | (idx >= len(y_train))]
+        if len(bad):
+            raise UserError(f"forget index {int(bad[0])} is out of range: training indices are 0..{len(y_train) - 1}")
+        held = idx[torch.isin(idx, val_idx)]
+        if len(held):
+            raise UserError(f"forget index {int(held[0])} is in the held-out validation split (never trained on): "
+                            f"remove it from the indices file")
+        forget = torch.sort(idx).values
+    else:
+        raise UserError(f"unknown forget kind {spec.kind!r}: use class, random or indices")
+    if len(forget) == 0:
+        raise UserError("the forget set is empty: choose a class, fraction or indices that select training samples")
+    keep = ~torch.isin(train_idx, forget)
+    if keep.sum() == 0:
+        raise UserError("the forget set covers the whole training set: leave samples to retain")
+    return Split(train_idx, val_idx, forget, train_idx[keep], list(spec.classes))

@@ -1,0 +1,1 @@
+"""Training loop, device layer, run directories, seeding, progress."""

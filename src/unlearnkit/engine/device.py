@@ -1,0 +1,38 @@
+"""The one device layer. Everything asks here which device to use; nothing calls `.cuda()`.
+
+`accelerate`'s `PartialState` reads torchrun's environment, so the same code runs on one CPU, one GPU, or
+data-parallel under `torchrun` (gloo on CPU, nccl on GPU).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import torch
+
+
+@lru_cache(maxsize=1)
+def _state():
+    from accelerate import PartialState
+
+    cpu = os.environ.get("UNLEARNKIT_DEVICE", "").lower() == "cpu"
+    return PartialState(cpu=cpu)
+
+
+def get_device() -> torch.device:
+    """The device of this process (CUDA/MPS when present, else CPU; `UNLEARNKIT_DEVICE=cpu` forces CPU)."""
+    return _state().device
+
+
+def is_main_process() -> bool:
+    """True on rank 0 (the only process that writes files)."""
+    return _state().is_main_process
+
+
+def world_size() -> int:
+    return _state().num_processes
+
+
+def rank() -> int:
+    return _state().process_index

@@ -1,0 +1,188 @@
+"""Run directories: `model.safetensors` + `meta.json` (+ `metrics.json`, `report.html`, `log.txt`).
+
+Outputs are assembled under a hidden temporary name beside the target and renamed into place only when
+complete, so a crash or Ctrl-C never leaves a half-written directory that looks like a finished run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+
+REQUIRED_META = ("arch", "num_classes", "classes", "input_shape", "normalization", "data")
+MODEL_FILE, META_FILE, METRICS_FILE = "model.safetensors", "meta.json", "metrics.json"
+
+
+def versions() -> dict[str, str]:
+    import torchvision
+
+    from .. import __version__
+
+    return {"unlearnkit": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "python": platform.python_version()}
+
+
+def state_dict_cpu(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+
+
+@dataclass
+class Run:
+    """A finished run directory, read back."""
+
+    path: Path
+    meta: dict
+    metrics: dict = field(default_factory=dict)
+
+    def build_model(self, device: torch.device | str = "cpu") -> nn.Module:
+        """Rebuild the architecture from meta.json and load the weights (safetensors only, never pickle)."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        from ..models import build_model
+
+        m = self.meta
+        model = build_model(m["arch"]["name"], int(m["num_classes"]), tuple(m["input_shape"]),
+                            tuple(m["normalization"]["mean"]), tuple(m["normalization"]["std"]),
+                            **m["arch"].get("kwargs", {}))
+        try:
+            state = load_file(str(self.path / MODEL_FILE))
+        except (SafetensorError, OSError, ValueError) as err:
+            raise UserError(f"cannot read {self.path / MODEL_FILE} ({err}): the weights file is corrupt or "
+                            f"truncated; re-create the run") from err
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            first = str(err).strip().splitlines()[0][:200]
+            raise UserError(f"weights in {self.path} do not fit its meta.json ({first}): the run directory is "
+                            f"inconsistent; re-create it") from err
+        if any(not torch.isfinite(t).all() for t in state.values() if t.is_floating_point()):
+            raise UserError(f"weights in {self.path} contain NaN or infinite values: re-create the run")
+        return model.to(device).eval()
+
+
+def load_run(path: str | Path) -> Run:
+    """Read and validate a run directory; any defect is a `UserError` naming it."""
+    p = Path(path)
+    fix = "pass a directory written by `unlearnkit train` or `unlearnkit forget`"
+    if not p.is_dir():
+        raise UserError(f"run directory {p} does not exist: {fix}")
+    for name in (MODEL_FILE, META_FILE):
+        if not (p / name).is_file():
+            raise UserError(f"run directory {p} is incomplete (no {name}): {fix}")
+    try:
+        meta = json.loads((p / META_FILE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{p / META_FILE} is not valid JSON ({getattr(err, 'msg', err)}): {fix}") from err
+    if not isinstance(meta, dict):
+        raise UserError(f"{p / META_FILE} is not a JSON object: {fix}")
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing:
+        raise UserError(f"{p / META_FILE} lacks {', '.join(missing)}: {fix}")
+    try:
+        assert isinstance(meta["arch"], dict) and isinstance(meta["arch"]["name"], str)
+        assert int(meta["num_classes"]) == len(meta["classes"]) >= 2
+        assert len(meta["input_shape"]) == 3 and all(int(v) > 0 for v in meta["input_shape"])
+        assert len(meta["normalization"]["mean"]) == len(meta["normalization"]["std"]) == int(meta["input_shape"][0])
+        assert isinstance(meta["data"], dict) and isinstance(meta["data"]["spec"], str)
+    except (AssertionError, KeyError, TypeError, ValueError) as err:
+        raise UserError(f"{p / META_FILE} has malformed arch/classes/input_shape/normalization/data: {fix}") from err
+    metrics: dict = {}
+    if (p / METRICS_FILE).is_file():
+        try:
+            metrics = json.loads((p / METRICS_FILE).read_text())
+        except json.JSONDecodeError:
+            metrics = {}
+    return Run(p, meta, metrics)
+
+
+def _dump(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=False, allow_nan=False, default=_json_default) + "\n"
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+class RunWriter:
+    """Builds a run directory under a temporary name; `commit()` renames it into place."""
+
+    def __init__(self, out: str | Path, overwrite: bool = False, inputs: tuple[str | Path, ...] = ()) -> None:
+        self.out = Path(out).expanduser()
+        for src in inputs:
+            s = Path(src).resolve()
+            o = self.out.resolve()
+            if o == s or s in o.parents or o in s.parents:
+                raise UserError(f"--out {self.out} would overwrite or nest in the input {src}: choose another --out")
+        if self.out.exists() and not overwrite:
+            raise UserError(f"output {self.out} already exists: choose another --out or pass --overwrite")
+        if self.out.exists() and not self.out.is_dir():
+            raise UserError(f"output {self.out} exists and is not a directory: choose another --out")
+        self.overwrite = overwrite
+        self.tmp = self.out.parent / f".{self.out.name}.tmp-{uuid.uuid4().hex[:8]}"
+        self._made = False
+
+    def _ensure(self) -> Path:
+        if not self._made:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp.mkdir()
+            self._made = True
+        return self.tmp
+
+    def save_model(self, model: nn.Module) -> None:
+        from safetensors.torch import save_file
+
+        save_file(state_dict_cpu(model), str(self._ensure() / MODEL_FILE))
+
+    def write_json(self, name: str, obj: Any) -> None:
+        (self._ensure() / name).write_text(_dump(obj))
+
+    def write_text(self, name: str, text: str) -> None:
+        (self._ensure() / name).write_text(text)
+
+    def subdir(self, name: str) -> Path:
+        d = self._ensure() / name
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def commit(self) -> Path:
+        """Atomically publish the finished directory (replacing an old one only with --overwrite)."""
+        self._ensure()
+        old = None
+        if self.out.exists():
+            old = self.out.parent / f".{self.out.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(self.out, old)
+        os.replace(self.tmp, self.out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        self._made = False
+        return self.out
+
+    def abort(self) -> None:
+        if self._made:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self._made = False
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()

@@ -1,0 +1,98 @@
+"""The training loop shared by `unlearnkit train`, `retrain` and fine-tuning methods."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..data.bundle import Part
+from ..errors import NumericalError
+from .progress import progress
+
+
+@dataclass
+class TrainConfig:
+    """Recipe for (re)training; stored in meta.json so `retrain` repeats it exactly without the forget set."""
+
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 0.05
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    augment: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def make_optimizer(params, name: str, lr: float, momentum: float = 0.9,
+                   weight_decay: float = 5e-4) -> torch.optim.Optimizer:
+    """SGD with momentum or Adam."""
+    params = [p for p in params if p.requires_grad]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"optimizer must be 'sgd' or 'adam', not {name!r}")
+
+
+def make_scheduler(opt: torch.optim.Optimizer, name: str, total_steps: int):
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+
+
+def check_finite(loss: Tensor, where: str, step: int) -> None:
+    """Stop on a NaN/infinite loss, naming the method and step, before it poisons the weights."""
+    if not torch.isfinite(loss).all():
+        raise NumericalError(f"{where}: loss became {loss.item()} at step {step}; lower the learning rate")
+
+
+def fit(model: nn.Module, data: Part, cfg: TrainConfig, device: torch.device, generator: torch.Generator,
+        desc: str = "train", loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None) -> list[float]:
+    """Train `model` in place on `data` with `cfg`; return the mean loss of each epoch."""
+    loss_fn = loss_fn or F.cross_entropy
+    opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
+    sched = make_scheduler(opt, cfg.schedule, cfg.epochs * steps_per_epoch)
+    history: list[float] = []
+    step = 0
+    for _epoch in progress(range(cfg.epochs), desc, cfg.epochs):
+        model.train()
+        total, count = torch.zeros((), device=device), 0
+        for x, y in data.batches(cfg.batch_size, device, shuffle=True, generator=generator, augment=cfg.augment):
+            loss = loss_fn(model(x), y)
+            check_finite(loss, desc, step)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.detach() * len(y)
+            count += len(y)
+            step += 1
+        history.append(float(total) / max(1, count))
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, data: Part, device: torch.device, batch_size: int = 512) -> Tensor:
+    """Logits for every sample of `data` (eval mode), on the CPU."""
+    was_training = model.training
+    model.eval()
+    out = [model(x).float().cpu() for x, _ in data.batches(batch_size, device)]
+    model.train(was_training)
+    if not out:
+        return torch.zeros(0)
+    return torch.cat(out)

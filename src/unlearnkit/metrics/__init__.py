@@ -1,0 +1,8 @@
+"""Metrics: pure functions over predictions."""
+
+from .accuracy import accuracy, confusion_matrix, per_class_accuracy
+from .divergence import avg_gap, js_divergence, zrf_score
+from .mia import loss_mia, mia_efficacy, per_sample_loss, true_label_confidence
+
+__all__ = ["accuracy", "avg_gap", "confusion_matrix", "js_divergence", "loss_mia", "mia_efficacy",
+           "per_class_accuracy", "per_sample_loss", "true_label_confidence", "zrf_score"]

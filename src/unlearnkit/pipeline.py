@@ -1,0 +1,353 @@
+"""The Python API behind each command: `train`, `forget`, `evaluate`, `predict`.
+
+Every function reads and writes run directories, so the stages chain from Python and from the shell alike.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .data import DataBundle, ForgetSpec, Split, load_dataset, make_split, parse_forget_spec
+from .engine.device import get_device
+from .engine.evaluate import Predictions, compare, evaluate_model
+from .engine.progress import say
+from .engine.rundir import Run, RunWriter, load_run, versions
+from .engine.seed import seed_everything
+from .engine.train import TrainConfig, fit
+from .errors import UserError
+from .methods.base import METHODS, UnlearnTask, config_dict, make_config
+from .models import build_model
+
+DEFAULT_VAL_FRACTION = 0.1
+
+
+# --------------------------------------------------------------------------- data of a run
+
+def data_spec(spec: str, data_root: str | Path | None, image_size: int | None, val_fraction: float,
+              split_seed: int = 0) -> dict:
+    return {"spec": spec, "root": str(data_root) if data_root else None, "image_size": image_size,
+            "val_fraction": val_fraction, "split_seed": split_seed}
+
+
+def load_run_data(meta: dict, data_root: str | Path | None = None) -> DataBundle:
+    """Rebuild the dataset a run was trained on (with its poisoning, if any) and check it fits the model."""
+    d = meta["data"]
+    bundle = load_dataset(d["spec"], data_root or d.get("root"), d.get("image_size"))
+    if meta.get("poison"):
+        from .attacks import poison_bundle
+
+        bundle = poison_bundle(bundle, meta["poison"])
+    check_fits(meta, bundle)
+    return bundle
+
+
+def check_fits(meta: dict, bundle: DataBundle) -> None:
+    if int(meta["num_classes"]) != bundle.num_classes:
+        raise UserError(f"the model has {meta['num_classes']} classes but the data {bundle.spec!r} has "
+                        f"{bundle.num_classes}: use the dataset the model was trained on")
+    if list(meta["input_shape"]) != list(bundle.input_shape):
+        raise UserError(f"the model takes inputs of shape {tuple(meta['input_shape'])} but the data gives "
+                        f"{bundle.input_shape}: pass the same --image-size as in training")
+
+
+def split_of(meta: dict, bundle: DataBundle, spec: ForgetSpec | None) -> Split:
+    d = meta["data"]
+    return make_split(bundle.y_train, float(d.get("val_fraction", DEFAULT_VAL_FRACTION)),
+                      int(d.get("split_seed", 0)), spec)
+
+
+def _new_model_fn(meta: dict):
+    def new() -> nn.Module:
+        return build_model(meta["arch"]["name"], int(meta["num_classes"]), tuple(meta["input_shape"]),
+                           tuple(meta["normalization"]["mean"]), tuple(meta["normalization"]["std"]),
+                           **meta["arch"].get("kwargs", {}))
+
+    return new
+
+
+# --------------------------------------------------------------------------- train
+
+def train(data: str = "digits", arch: str = "cnn-small", out: str | Path = "runs/train", *,
+          epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
+          optimizer: str | None = None, seed: int = 0, data_root: str | Path | None = None,
+          image_size: int | None = None, val_fraction: float = DEFAULT_VAL_FRACTION,
+          arch_kwargs: dict[str, Any] | None = None, poison: str | None = None, target: int = 0,
+          poison_ratio: float = 0.1, all_to_all: bool = False, poison_settings: dict | None = None,
+          overwrite: bool = False) -> Path:
+    """Train a classifier (optionally with a planted backdoor) and write a run directory.
+
+    Returns the path of the run directory.
+    """
+    writer = RunWriter(out, overwrite)
+    if not 0.0 <= val_fraction < 1.0:
+        raise UserError(f"--val-fraction {val_fraction} is outside [0, 1): use e.g. 0.1")
+    cfg = TrainConfig()
+    for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer}.items():
+        if v is not None:
+            setattr(cfg, k, v)
+    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.optimizer not in ("sgd", "adam"):
+        raise UserError("--epochs and --batch-size must be >= 1, --lr > 0, --optimizer sgd or adam")
+    bundle = load_dataset(data, data_root, image_size)
+    meta: dict[str, Any] = {
+        "kind": "train",
+        "arch": {"name": arch, "kwargs": dict(arch_kwargs or {})},
+        "num_classes": bundle.num_classes, "classes": bundle.classes, "input_shape": list(bundle.input_shape),
+        "normalization": {"mean": list(bundle.mean), "std": list(bundle.std)},
+        "data": data_spec(bundle.spec, data_root, image_size, val_fraction),
+        "train": cfg.to_dict(), "seed": seed,
+    }
+    if poison is not None:
+        from .attacks import make_poison_spec, poison_bundle
+
+        meta["poison"] = make_poison_spec(poison, bundle, target=target, ratio=poison_ratio,
+                                          all_to_all=all_to_all, seed=seed, settings=poison_settings or {})
+        bundle = poison_bundle(bundle, meta["poison"])
+    split = split_of(meta, bundle, None)
+    device = get_device()
+    gen = seed_everything(seed)
+    model = _new_model_fn(meta)().to(device)
+    t0 = time.perf_counter()
+    history = fit(model, bundle.train_part(split.train_idx), cfg, device, gen, desc="train")
+    meta["seconds"] = round(time.perf_counter() - t0, 3)
+    metrics, _ = evaluate_model(model, bundle, split, None, device, seed)
+    metrics = {**_backdoor_metrics(model, bundle, meta, device), **metrics}
+    metrics["seconds"] = meta["seconds"]
+    metrics["train_loss"] = [round(v, 5) for v in history]
+    meta["versions"] = versions()
+    writer.save_model(model)
+    writer.write_json("meta.json", meta)
+    writer.write_json("metrics.json", metrics)
+    return writer.commit()
+
+
+def _backdoor_metrics(model: nn.Module, bundle: DataBundle, meta: dict, device: torch.device) -> dict:
+    if not meta.get("poison"):
+        return {}
+    from .attacks import backdoor_metrics
+
+    return backdoor_metrics(model, bundle, meta["poison"], device)
+
+
+# --------------------------------------------------------------------------- forget
+
+@dataclass
+class Request:
+    """A parsed forget request: the scenario, its spec (None for backdoor removal), the split."""
+
+    scenario: str
+    spec: ForgetSpec | None
+    split: Split
+
+
+def parse_request(meta: dict, bundle: DataBundle, *, forget_class: str | None = None,
+                  forget_random: float | None = None, forget_indices: str | Path | None = None,
+                  backdoor: bool = False, seed: int = 0) -> Request:
+    if backdoor:
+        if any(v is not None for v in (forget_class, forget_random, forget_indices)):
+            raise UserError("--backdoor cannot be combined with --forget-*: choose one request")
+        return Request("backdoor", None, split_of(meta, bundle, None))
+    spec = parse_forget_spec(bundle.classes, forget_class=forget_class, forget_random=forget_random,
+                             forget_indices=forget_indices, seed=seed)
+    return Request(spec.kind, spec, split_of(meta, bundle, spec))
+
+
+def clean_part(bundle: DataBundle, split: Split, clean_size: int | None, seed: int):
+    """A clean set for backdoor defences, drawn from the held-out validation split (never trained on)."""
+    val = split.val_idx
+    n = len(val) if clean_size is None else int(clean_size)
+    if n < 1 or n > len(val):
+        raise UserError(f"--clean-size {clean_size} is outside 1..{len(val)} (the held-out split's size): "
+                        f"choose a smaller clean set or train with a larger --val-fraction")
+    gen = torch.Generator().manual_seed(seed + 7919)
+    idx = torch.sort(val[torch.randperm(len(val), generator=gen)[:n]]).values
+    return bundle.train_part(idx)
+
+
+def build_task(meta: dict, bundle: DataBundle, req: Request, needs: frozenset[str], seed: int,
+               clean_size: int | None = None) -> UnlearnTask:
+    s = req.split
+    parts = {
+        "forget": bundle.train_part(s.forget_idx) if len(s.forget_idx) else None,
+        "retain": bundle.train_part(s.retain_idx),
+        "val": bundle.train_part(s.val_idx) if len(s.val_idx) else None,
+        "clean": clean_part(bundle, s, clean_size, seed) if "clean" in needs else None,
+    }
+    if req.scenario == "backdoor":
+        parts["forget"] = None  # the defender never knows the poisoned samples
+    return UnlearnTask(scenario=req.scenario, num_classes=bundle.num_classes, device=get_device(),
+                       generator=seed_everything(seed), seed=seed, allowed=needs, forget_classes=s.forget_classes,
+                       train_config=TrainConfig.from_dict(meta.get("train", {})), new_model=_new_model_fn(meta),
+                       parts={k: v for k, v in parts.items() if k in needs})
+
+
+def run_method(name: str, settings: dict | list[str] | None, model: nn.Module, meta: dict, bundle: DataBundle,
+               req: Request, seed: int, clean_size: int | None = None) -> tuple[nn.Module, dict, float, dict]:
+    """Run one method on a copy of `model`; return (model, config, seconds, figures)."""
+    cls = METHODS.get(name)
+    method = cls(make_config(cls, settings))
+    needs = method.needs_for(req.scenario)
+    task = build_task(meta, bundle, req, needs, seed, clean_size)
+    work = copy.deepcopy(model)
+    t0 = time.perf_counter()
+    out = method.unlearn(work, task)
+    seconds = time.perf_counter() - t0
+    out.eval()
+    bad = [n for n, p in out.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
+    if bad:
+        from .errors import NumericalError
+
+        raise NumericalError(f"method {name!r} produced NaN/inf weights ({bad[0]}); lower its learning rate")
+    return out, config_dict(method.config), seconds, task.figures
+
+
+def _metrics_for(model: nn.Module, bundle: DataBundle, req: Request, meta: dict, seed: int,
+                 seconds: float | None) -> tuple[dict, Predictions]:
+    device = get_device()
+    m, p = evaluate_model(model, bundle, req.split, req.scenario, device, seed)
+    m = {**_backdoor_metrics(model, bundle, meta, device), **m}
+    if seconds is not None:
+        m["seconds"] = round(seconds, 3)
+    return m, p
+
+
+def forget(run: str | Path, method: str, out: str | Path, *, forget_class: str | None = None,
+           forget_random: float | None = None, forget_indices: str | Path | None = None, backdoor: bool = False,
+           clean_size: int | None = None, settings: dict | list[str] | None = None,
+           reference: str | Path | None = None, retrain: bool = False, seed: int = 0,
+           data_root: str | Path | None = None, overwrite: bool = False) -> Path:
+    """Unlearn with `method` and write a new run directory (the input run is never modified).
+
+    With `retrain=True` the retrained reference is trained in the same run (written to `OUT/reference`),
+    so the speed-up is a ratio of two wall times measured side by side; with `reference=RUN`, an existing
+    retrained run is used.
+    """
+    src = load_run(run)
+    writer = RunWriter(out, overwrite, inputs=(run,) + ((reference,) if reference else ()))
+    if reference is not None and retrain:
+        raise UserError("--reference and --retrain both given: choose one")
+    cls = METHODS.get(method)
+    make_config(cls, settings)  # validate settings before any work
+    bundle = load_run_data(src.meta, data_root)
+    req = parse_request(src.meta, bundle, forget_class=forget_class, forget_random=forget_random,
+                        forget_indices=forget_indices, backdoor=backdoor, seed=seed)
+    cls(make_config(cls, settings)).needs_for(req.scenario)
+    ref_run = _check_reference(reference, src, req) if reference is not None else None
+    device = get_device()
+    model = src.build_model(device)
+    original, _ = _metrics_for(model, bundle, req, src.meta, seed, None)
+    say(f"unlearning with {method} ...")
+    unlearned, config, seconds, figures = run_method(method, settings, model, src.meta, bundle, req, seed,
+                                                     clean_size)
+    metrics, p = _metrics_for(unlearned, bundle, req, src.meta, seed, seconds)
+    meta = _forget_meta(src, req, method, config, seed, seconds, clean_size)
+    if retrain:
+        say("retraining the reference from scratch ...")
+        ref_model, ref_cfg, ref_seconds, _ = run_method("retrain", None, model, src.meta, bundle, req, seed)
+        ref_metrics, p_ref = _metrics_for(ref_model, bundle, req, src.meta, seed, ref_seconds)
+        ref_dir = writer.subdir("reference")
+        _write_plain_run(ref_dir, ref_model, _forget_meta(src, req, "retrain", ref_cfg, seed, ref_seconds, None),
+                         ref_metrics)
+        metrics = compare(metrics, ref_metrics, p, p_ref)
+        meta["reference"] = "reference"
+    elif ref_run is not None:
+        ref_model = ref_run.build_model(device)
+        ref_metrics, p_ref = _metrics_for(ref_model, bundle, req, src.meta, seed, ref_run.meta.get("seconds"))
+        metrics = compare(metrics, ref_metrics, p, p_ref)
+        meta["reference"] = str(Path(reference).resolve())
+    metrics["original"] = {k: v for k, v in original.items() if k not in ("confusion_test",)}
+    if figures:
+        metrics[method] = figures
+    writer.save_model(unlearned)
+    writer.write_json("meta.json", meta)
+    writer.write_json("metrics.json", metrics)
+    return writer.commit()
+
+
+def _forget_meta(src: Run, req: Request, method: str, config: dict, seed: int, seconds: float,
+                 clean_size: int | None) -> dict:
+    meta = {k: v for k, v in src.meta.items() if k not in ("seconds", "reference", "versions")}
+    meta.update({"kind": "forget", "parent": str(src.path.resolve()), "parent_seconds": src.meta.get("seconds"),
+                 "scenario": req.scenario, "forget": req.spec.to_dict() if req.spec else None,
+                 "method": {"name": method, "config": config}, "seed": seed, "seconds": round(seconds, 3),
+                 "versions": versions()})
+    if req.scenario == "backdoor":
+        meta["clean_size"] = clean_size
+    return meta
+
+
+def _write_plain_run(d: Path, model: nn.Module, meta: dict, metrics: dict) -> None:
+    from safetensors.torch import save_file
+
+    from .engine.rundir import _dump, state_dict_cpu
+
+    save_file(state_dict_cpu(model), str(d / "model.safetensors"))
+    (d / "meta.json").write_text(_dump(meta))
+    (d / "metrics.json").write_text(_dump(metrics))
+
+
+def _check_reference(reference: str | Path, src: Run, req: Request) -> Run:
+    ref = load_run(reference)
+    if ref.meta["data"]["spec"] != src.meta["data"]["spec"] or ref.meta["num_classes"] != src.meta["num_classes"]:
+        raise UserError(f"reference {reference} was trained on other data ({ref.meta['data']['spec']}): pass a "
+                        f"reference retrained on {src.meta['data']['spec']}")
+    ref_forget = ref.meta.get("forget")
+    mine = req.spec.to_dict() if req.spec else None
+    if ref.meta.get("kind") == "forget" and ref_forget != mine:
+        raise UserError(f"reference {reference} forgot {ref_forget}, not {mine}: pass a reference retrained "
+                        f"without the same forget set, or use --retrain")
+    return ref
+
+
+# --------------------------------------------------------------------------- evaluate
+
+def evaluate(run: str | Path, reference: str | Path | None = None, data_root: str | Path | None = None) -> dict:
+    """Recompute the metrics of a run (against a reference run, if given). Writes nothing."""
+    src = load_run(run)
+    bundle = load_run_data(src.meta, data_root)
+    spec = ForgetSpec.from_dict(src.meta["forget"]) if src.meta.get("forget") else None
+    scenario = src.meta.get("scenario") if src.meta.get("kind") == "forget" else None
+    req = Request(scenario or "none", spec, split_of(src.meta, bundle, spec))
+    device = get_device()
+    seed = int(src.meta.get("seed", 0))
+    metrics, p = _metrics_for(src.build_model(device), bundle, req, src.meta, seed, src.meta.get("seconds"))
+    if reference is None and src.meta.get("reference") == "reference" and (src.path / "reference").is_dir():
+        reference = src.path / "reference"
+    if reference is not None:
+        ref = _check_reference(reference, src, req)
+        ref_metrics, p_ref = _metrics_for(ref.build_model(device), bundle, req, src.meta, seed,
+                                          ref.meta.get("seconds"))
+        metrics = compare(metrics, ref_metrics, p, p_ref)
+    return metrics
+
+
+# --------------------------------------------------------------------------- predict
+
+def predict(run: str | Path, images: list[str | Path], top: int = 5) -> list[dict]:
+    """Top-k classes with probabilities for each image file."""
+    from .data.imagefolder import read_image
+    from .data.transforms import to_float
+
+    src = load_run(run)
+    c, h, _ = src.meta["input_shape"]
+    if top < 1:
+        raise UserError(f"--top {top} must be at least 1")
+    k = min(top, int(src.meta["num_classes"]))
+    device = get_device()
+    model = src.build_model(device)
+    out = []
+    for path in images:
+        x = read_image(Path(path), int(h))
+        x = x.float().mean(0, keepdim=True).round().to(torch.uint8) if c == 1 else x
+        with torch.no_grad():
+            prob = torch.softmax(model(to_float(x[None].to(device))), 1)[0].cpu()
+        p, i = prob.topk(k)
+        out.append({"image": str(path), "top": [{"class": src.meta["classes"][j], "index": int(j),
+                                                "prob": round(float(q), 6)} for q, j in zip(p, i, strict=True)]})
+    return out

@@ -1,0 +1,33 @@
+"""Plain-text summary of a metrics.json for the terminal."""
+
+from __future__ import annotations
+
+KEYS = [("forget_acc", "forget acc."), ("forget_test_acc", "forgotten-class test acc."),
+        ("retain_acc", "retain acc."), ("test_acc", "test acc."), ("mia_efficacy", "MIA efficacy"),
+        ("mia_loss_auc", "loss-MIA AUC"), ("clean_acc", "clean acc."), ("asr", "attack success rate"),
+        ("robust_acc", "robust acc."), ("seconds", "seconds")]
+
+
+def summary_table(m: dict, name: str) -> str:
+    """Rows of before (original) / this run / reference / gap for the keys present."""
+    orig, ref, gap = m.get("original", {}), m.get("reference", {}), m.get("gap", {})
+    cols = [("before", orig), (name, m), ("retrain", ref), ("gap", gap)]
+    cols = [(n, d) for n, d in cols if d]
+    head = f"{'':28s}" + "".join(f"{n:>14s}" for n, _ in cols)
+    lines = [head, "-" * len(head)]
+    for key, label in KEYS:
+        if not any(key in d for _, d in cols):
+            continue
+        cells = "".join(f"{d[key]:>14.2f}" if isinstance(d.get(key), (int, float)) else f"{'':>14s}"
+                        for _, d in cols)
+        lines.append(f"{label:28s}{cells}")
+    extras = []
+    if "avg" in gap:
+        extras.append(f"average gap {gap['avg']:.2f}")
+    if "speedup" in m:
+        extras.append(f"speed-up over retrain {m['speedup']:.1f}x")
+    if "der" in m:
+        extras.append(f"DER {m['der']:.3f}")
+    if extras:
+        lines.append("; ".join(extras))
+    return "\n".join(lines)
