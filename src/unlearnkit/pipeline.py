@@ -22,7 +22,7 @@ from .engine.rundir import Run, RunWriter, load_run, versions
 from .engine.seed import seed_everything
 from .engine.train import TrainConfig, fit
 from .errors import UserError
-from .methods.base import METHODS, UnlearnTask, config_dict, make_config
+from .methods.base import METHODS, EvalData, Method, UnlearnTask, config_dict, make_config
 from .models import build_model
 
 DEFAULT_VAL_FRACTION = 0.1
@@ -187,9 +187,21 @@ def build_task(meta: dict, bundle: DataBundle, req: Request, needs: frozenset[st
                        parts={k: v for k, v in parts.items() if k in needs})
 
 
-def run_method(name: str, settings: dict | list[str] | None, model: nn.Module, meta: dict, bundle: DataBundle,
-               req: Request, seed: int, clean_size: int | None = None) -> tuple[nn.Module, dict, float, dict]:
-    """Run one method on a copy of `model`; return (model, config, seconds, figures)."""
+@dataclass
+class MethodRun:
+    """One method's output: the model, its resolved config, wall time, figures, extra weights, the method."""
+
+    model: nn.Module
+    config: dict
+    seconds: float
+    figures: dict
+    artifacts: dict
+    method: Method
+
+
+def execute_method(name: str, settings: dict | list[str] | None, model: nn.Module, meta: dict, bundle: DataBundle,
+                   req: Request, seed: int, clean_size: int | None = None) -> MethodRun:
+    """Run one method on a copy of `model`, timing `unlearn` alone."""
     cls = METHODS.get(name)
     method = cls(make_config(cls, settings))
     needs = method.needs_for(req.scenario)
@@ -204,7 +216,14 @@ def run_method(name: str, settings: dict | list[str] | None, model: nn.Module, m
         from .errors import NumericalError
 
         raise NumericalError(f"method {name!r} produced NaN/inf weights ({bad[0]}); lower its learning rate")
-    return out, config_dict(method.config), seconds, task.figures
+    return MethodRun(out, config_dict(method.config), seconds, task.figures, task.artifacts, method)
+
+
+def run_method(name: str, settings: dict | list[str] | None, model: nn.Module, meta: dict, bundle: DataBundle,
+               req: Request, seed: int, clean_size: int | None = None) -> tuple[nn.Module, dict, float, dict]:
+    """Run one method on a copy of `model`; return (model, config, seconds, figures)."""
+    r = execute_method(name, settings, model, meta, bundle, req, seed, clean_size)
+    return r.model, r.config, r.seconds, r.figures
 
 
 def _metrics_for(model: nn.Module, bundle: DataBundle, req: Request, meta: dict, seed: int,
@@ -243,9 +262,10 @@ def forget(run: str | Path, method: str, out: str | Path, *, forget_class: str |
     model = src.build_model(device)
     original, _ = _metrics_for(model, bundle, req, src.meta, seed, None)
     say(f"unlearning with {method} ...")
-    unlearned, config, seconds, figures = run_method(method, settings, model, src.meta, bundle, req, seed,
-                                                     clean_size)
+    res = execute_method(method, settings, model, src.meta, bundle, req, seed, clean_size)
+    unlearned, config, seconds, figures = res.model, res.config, res.seconds, res.figures
     metrics, p = _metrics_for(unlearned, bundle, req, src.meta, seed, seconds)
+    ref_model, p_ref = None, None
     meta = _forget_meta(src, req, method, config, seed, seconds, clean_size)
     if retrain:
         say("retraining the reference from scratch ...")
@@ -262,9 +282,13 @@ def forget(run: str | Path, method: str, out: str | Path, *, forget_class: str |
         metrics = compare(metrics, ref_metrics, p, p_ref)
         meta["reference"] = str(Path(reference).resolve())
     metrics["original"] = {k: v for k, v in original.items() if k not in ("confusion_test",)}
+    figures = {**figures, **res.method.extra_metrics(unlearned, ref_model,
+                                                     EvalData(bundle, req.split, req.scenario, seed, p, p_ref), device)}
     if figures:
         metrics[method] = figures
     writer.save_model(unlearned)
+    for name, state in res.artifacts.items():
+        writer.save_weights(name, state)
     writer.write_json("meta.json", meta)
     writer.write_json("metrics.json", metrics)
     return writer.commit()
@@ -341,13 +365,27 @@ def predict(run: str | Path, images: list[str | Path], top: int = 5) -> list[dic
     k = min(top, int(src.meta["num_classes"]))
     device = get_device()
     model = src.build_model(device)
-    out = []
+    logits = []
     for path in images:
         x = read_image(Path(path), int(h))
         x = x.float().mean(0, keepdim=True).round().to(torch.uint8) if c == 1 else x
         with torch.no_grad():
-            prob = torch.softmax(model(to_float(x[None].to(device))), 1)[0].cpu()
-        p, i = prob.topk(k)
+            logits.append(model(to_float(x[None].to(device)))[0].float().cpu())
+    extras = _predict_extras(src, torch.stack(logits)) if logits else []
+    out = []
+    for n, (path, lg) in enumerate(zip(images, logits, strict=True)):
+        p, i = torch.softmax(lg, 0).topk(k)
         out.append({"image": str(path), "top": [{"class": src.meta["classes"][j], "index": int(j),
                                                 "prob": round(float(q), 6)} for q, j in zip(p, i, strict=True)]})
+        if n < len(extras) and extras[n]:
+            out[-1]["extra"] = extras[n]
     return out
+
+
+def _predict_extras(src: Run, logits: torch.Tensor) -> list[dict]:
+    """A forget run's method may add per-image numbers (e.g. the adversarial method's discriminator score)."""
+    name = (src.meta.get("method") or {}).get("name")
+    if src.meta.get("kind") != "forget" or not name or name not in METHODS:
+        return []
+    cls = METHODS.get(name)
+    return cls(make_config(cls, src.meta["method"].get("config") or {})).predict_extras(src.path, src.meta, logits)
