@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -16,19 +15,16 @@ from unlearnkit.methods.adversarial import PRESETS, Adversarial, profile
 from unlearnkit.methods.base import make_config
 from unlearnkit.pipeline import load_run_data, parse_request
 
-
-@pytest.fixture(scope="module")
-def digits_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("adv") / "digits-mlp"
-    return train("digits", "mlp", out, epochs=20, batch_size=64, lr=0.05, seed=0)
+from .conftest import make_imagefolder
 
 
 def _metrics(run) -> dict:
     return json.loads((run / "metrics.json").read_text())
 
 
-def test_forgets_a_class_like_the_retrained_model(digits_run, tmp_path):
-    run = forget(digits_run, "adversarial", tmp_path / "adv", forget_class="3", retrain=True, seed=0)
+def test_forgets_a_class_like_the_retrained_model(mlp_run, tmp_path):
+    run = forget(mlp_run, "adversarial", tmp_path / "adv", forget_class="3", retrain=True, seed=0,
+                 settings=["epochs=2"])
     m = _metrics(run)
     ref = m["reference"]
     assert m["forget_test_acc"] <= 10.0  # retrained: 0
@@ -46,7 +42,7 @@ def test_forgets_a_class_like_the_retrained_model(digits_run, tmp_path):
     # the training discriminator is saved (weights only) and `predict` shows its score
     assert (run / "discriminator.safetensors").is_file()
     img = tmp_path / "three.png"
-    _save_png(img, load_run(digits_run))
+    _save_png(img, load_run(mlp_run))
     res = predict(run, [img], top=3)
     assert 0.0 <= res[0]["extra"]["discriminator_score"] <= 1.0
 
@@ -59,24 +55,8 @@ def _save_png(path, run) -> None:
     Image.fromarray(x).save(path)
 
 
-def _imagefolder(root, classes, n=24, size=12):
-    """Tiny PNG classes, each a distinct colour and stripe pattern with noise."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for c, name in enumerate(classes):
-        (root / name).mkdir(parents=True)
-        for i in range(n):
-            img = np.zeros((size, size, 3), dtype=np.float64)
-            img[..., c % 3] = 0.7
-            img[c::len(classes) + 1, :, :] = 1.0
-            img += rng.normal(0, 0.1, img.shape)
-            Image.fromarray((img.clip(0, 1) * 255).astype(np.uint8)).save(root / name / f"{i}.png")
-    return root
-
-
 def test_imagefolder_elephant_and_several_classes(tmp_path):
-    folder = _imagefolder(tmp_path / "animals", ["elephant", "horse", "zebra", "lion"])
+    folder = make_imagefolder(tmp_path / "animals", {n: 24 for n in ("elephant", "horse", "zebra", "lion")})
     orig = train(f"imagefolder:{folder}", "mlp", tmp_path / "orig", epochs=15, batch_size=16, lr=0.05,
                  image_size=12, val_fraction=0.2)
     assert _metrics(orig)["test_acc"] >= 90.0
@@ -90,8 +70,8 @@ def test_imagefolder_elephant_and_several_classes(tmp_path):
     assert m2["forget_test_acc"] == 0.0 and m2["test_acc"] >= 80.0
 
 
-def test_guard_keeps_the_last_healthy_state_on_nan_or_collapse(digits_run, tmp_path, capsys):
-    run = forget(digits_run, "adversarial", tmp_path / "boom", forget_class="3",
+def test_guard_keeps_the_last_healthy_state_on_nan_or_collapse(mlp_run, tmp_path, capsys):
+    run = forget(mlp_run, "adversarial", tmp_path / "boom", forget_class="3",
                  settings=["lr=1e6", "epochs=4", "check_every=1"])
     m = _metrics(run)
     fig = m["adversarial"]
@@ -105,14 +85,14 @@ def test_guard_keeps_the_last_healthy_state_on_nan_or_collapse(digits_run, tmp_p
     assert m["test_acc"] >= 50.0  # a collapsed model sits near chance (10%)
 
 
-def test_seed_preset_runs_the_described_recipe(digits_run, tmp_path):
+def test_seed_preset_runs_the_described_recipe(mlp_run, tmp_path):
     cfg = make_config(Adversarial, ["preset=seed"])
     assert (cfg.features, cfg.real, cfg.ce_weight, cfg.kl_weight, cfg.epochs) == ("logits", "retain", 0.0, 0.0, 20.0)
     assert (cfg.lr, tuple(cfg.betas), cfg.weight_decay, cfg.batch_size) == (1e-3, (0.5, 0.999), 5e-4, 64)
     assert make_config(Adversarial, ["preset=seed", "ce_weight=1"]).ce_weight == 1.0  # explicit settings win
-    run = forget(digits_run, "adversarial", tmp_path / "seed", forget_class="3", settings=["preset=seed"])
+    run = forget(mlp_run, "adversarial", tmp_path / "seed", forget_class="3", settings=["preset=seed"])
     fig = _metrics(run)["adversarial"]
-    src = load_run(digits_run)
+    src = load_run(mlp_run)
     n_forget = len(parse_request(src.meta, load_run_data(src.meta), forget_class="3").split.forget_idx)
     assert fig["preset"] == "seed" and fig["steps"] == fig["steps_run"] == math.ceil(20 * n_forget / 64)
     assert _metrics(run)["forget_test_acc"] <= 10.0
@@ -132,11 +112,11 @@ def test_profile_features_are_label_agnostic_and_sized_by_classes():
     assert f.min() >= -1.0
 
 
-def test_bad_settings_and_scenarios_are_user_errors(digits_run, tmp_path):
+def test_bad_settings_and_scenarios_are_user_errors(mlp_run, tmp_path):
     with pytest.raises(UserError, match="preset"):
         make_config(Adversarial, ["preset=nope"])
     with pytest.raises(UserError, match="features"):
         make_config(Adversarial, ["features=pixels"])
     with pytest.raises(UserError, match="does not support random"):
-        forget(digits_run, "adversarial", tmp_path / "r", forget_random=0.1)
+        forget(mlp_run, "adversarial", tmp_path / "r", forget_random=0.1)
     assert set(PRESETS) == {"default", "seed"}
