@@ -180,7 +180,7 @@ class Adversarial(Method):
         sched = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=steps) for o in (opt_g, opt_d)]
         r_it = retain.cycle(c.batch_size, dev, task.generator, augment=c.augment)
         f_it = forget.cycle(c.batch_size, dev, task.generator, augment=c.augment)
-        guard = Guard(model, held, c.collapse_drop, dev)
+        guard = Guard(model, held, c.collapse_drop, dev, companion=disc)
         model.train(c.bn == "train")
         hist: dict[str, list] = {"step": [], "d_loss": [], "g_adv": [], "guard_acc": []}
         recent: list[tuple[float, float]] = []
@@ -251,7 +251,7 @@ class Adversarial(Method):
             target = F.softmax(orig_r.masked_fill(fmask, float("-inf")), 1)
             g_loss = g_loss + c.kl_weight * F.kl_div(F.log_softmax(lr_, 1), target, reduction="batchmean")
         if not torch.isfinite(g_loss):
-            return float(d_loss), float("nan")
+            return float(d_loss.detach()), float("nan")
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
@@ -383,14 +383,16 @@ class Guard:
     """Stops training on NaN or collapse and keeps the last healthy state.
 
     Collapse = accuracy on a held-out retain batch more than `drop` points below its value before training.
-    The state kept is the latest one that passed a check (the most-unlearned healthy state).
+    The state kept is the latest one that passed a check (the most-unlearned healthy state); a `companion`
+    (the discriminator) is kept from the same step, so the saved pair still belongs together.
     """
 
-    def __init__(self, model: nn.Module, held: Part, drop: float, device: torch.device) -> None:
-        self.held, self.drop, self.device = held, drop, device
+    def __init__(self, model: nn.Module, held: Part, drop: float, device: torch.device,
+                 companion: nn.Module | None = None) -> None:
+        self.held, self.drop, self.device, self.companion = held, drop, device, companion
         self.start = self.accuracy(model)
         self.last_acc = self.start
-        self.best = _snapshot(model)
+        self.best = self._snapshot(model)
         self.best_step = 0
         self.stop_reason: str | None = None
 
@@ -406,19 +408,21 @@ class Guard:
         if self.last_acc < self.start - self.drop:
             return self.fail(f"collapse: held-out retain accuracy {self.last_acc:.1f}% fell more than "
                              f"{self.drop:g} points below {self.start:.1f}% at step {step}")
-        self.best, self.best_step = _snapshot(model), step
+        self.best, self.best_step = self._snapshot(model), step
         return True
 
     def fail(self, reason: str) -> bool:
         self.stop_reason = reason
         return False
 
+    def _snapshot(self, model: nn.Module) -> list[dict[str, Tensor]]:
+        mods = [model] + ([self.companion] if self.companion is not None else [])
+        return [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in mods]
+
     def restore(self, model: nn.Module) -> None:
-        model.load_state_dict(self.best)
-
-
-def _snapshot(model: nn.Module) -> dict[str, Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(self.best[0])
+        if self.companion is not None:
+            self.companion.load_state_dict(self.best[1])
 
 
 __all__ = ["PRESETS", "Adversarial", "Guard", "profile"]
