@@ -89,7 +89,7 @@ def test_page_is_self_contained_and_shows_every_section(runs):
 
 def test_forget_run_records_the_loss_curves_of_its_training_loops(runs):
     m = json.loads((runs["f1"] / "metrics.json").read_text())
-    assert len(m["finetune"]["finetune_loss"]) == 2  # shown under "Training curves"
+    assert len(m["finetune"]["loss"]) == 2  # shown under "Training curves"
 
 
 def test_report_without_the_data_still_renders_from_metrics(runs, tmp_path):

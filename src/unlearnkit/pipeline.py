@@ -208,7 +208,10 @@ def run_method(name: str, settings: dict | list[str] | None, model: nn.Module, m
         from .errors import NumericalError
 
         raise NumericalError(f"method {name!r} produced NaN/inf weights ({bad[0]}); lower its learning rate")
-    figures = {**runlog.losses_since(first_epoch), **task.figures}  # loss curves of fit(), then the method's own
+    losses = runlog.losses_since(first_epoch)  # loss curves of fit() ('loss' alone if it ran under the method's name)
+    if list(losses) == [f"{name}_loss"]:
+        losses = {"loss": losses[f"{name}_loss"]}
+    figures = {**losses, **task.figures}
     return out, config_dict(method.config), seconds, figures
 
 

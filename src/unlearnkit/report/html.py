@@ -47,6 +47,9 @@ METRICS = [("forget_acc", "forget-set accuracy", "UA = 100 − this"),
            ("robust_acc", "robust accuracy", "triggered samples, true labels"), ("js_div", "JS divergence",
                                                                                  "to the retrained model, forget set"),
            ("seconds", "seconds", "wall time of the method")]
+SHORT = {"forget_acc": "forget acc.", "forget_test_acc": "forgotten-class test acc.", "retain_acc": "retain acc.",
+         "test_acc": "test acc.", "mia_efficacy": "MIA efficacy", "mia_loss_auc": "loss-MIA AUC",
+         "clean_acc": "clean acc.", "asr": "ASR", "robust_acc": "robust acc.", "js_div": "JS div."}
 CARD_KEYS = ("forget_acc", "forget_test_acc", "test_acc", "retain_acc", "mia_efficacy", "asr", "clean_acc")
 e = html.escape
 
@@ -156,7 +159,7 @@ set: the gold standard a good unlearning method is indistinguishable from. Gap =
 
 
 def _comparison(labels: list[str], runs: list[Run]) -> str:
-    keys = [(k, label) for k, label, _ in METRICS if any(k in r.metrics for r in runs)]
+    keys = [(k, SHORT.get(k, label)) for k, label, _ in METRICS if any(k in r.metrics for r in runs)]
     head = "".join(f"<th>{e(label)}</th>" for _, label in keys)
     rows = []
     gaps = [r.metrics.get("gap", {}).get("avg") for r in runs]
@@ -170,14 +173,13 @@ def _comparison(labels: list[str], runs: list[Run]) -> str:
                     f'<td class="{_gap_class(g)}">{_num(g)}{star}</td><td>{_num(m.get("speedup"), 1)}</td></tr>')
     chart_keys = [k for k in ("forget_acc", "forget_test_acc", "retain_acc", "test_acc", "mia_efficacy", "asr",
                               "clean_acc") if any(k in r.metrics for r in runs)]
-    groups = {dict((k, lab) for k, lab, _ in METRICS)[k]: {label: r.metrics[k] for label, r in
-                                                          zip(labels, runs, strict=True) if k in r.metrics}
+    groups = {SHORT[k]: {label: r.metrics[k] for label, r in zip(labels, runs, strict=True) if k in r.metrics}
               for k in chart_keys}
     chart = _img(plots.grouped_bars(groups, "percent"), "comparison chart") if groups else ""
     return f"""<section id="compare" class="card"><h2>Comparison</h2>
 <p class="lede">Each run's numbers side by side; the average gap to its retrained reference (lower is better)
 decides which forgot most like retraining.</p>
-<div class="scroll"><table class="metrics"><thead><tr><th>run</th><th>method</th><th>scenario</th>{head}
+<div class="scroll"><table class="metrics compare"><thead><tr><th>run</th><th>method</th><th>scenario</th>{head}
 <th>avg gap</th><th>speed-up</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>{chart}</section>"""
 
 
@@ -198,9 +200,10 @@ def _run_section(index: int, label: str, run: Run, data_root: str | Path | None)
         parts.append(f'<p class="note">Predictions could not be recomputed ({e(str(err))}); the figures below '
                      f"come from metrics.json alone.</p>")
     table = _metrics_table(m, meta)
-    parts += [_grid([f'<div class="panel"><h3>Numbers</h3>{table}</div>' if table else "", _per_class(meta, m)]),
+    parts += [f'<div class="panel wide"><h3>Numbers</h3>{table}</div>' if table else "",
+              _grid([_per_class(meta, m), _backdoor(m)]),
               _membership(ev) if ev is not None else "",
-              _grid([_curves(run), _backdoor(m)]),
+              _curves(run),
               _confusions(meta, m, related)]
     if ev is not None:
         parts += [_samples(ev), _triggered(ev)]
@@ -339,7 +342,7 @@ def _curves(run: Run) -> str:
         return ""
     return _figure("Training curves", plots.curves(named),
                    "Every curve recorded in metrics.json (losses per epoch, and a method's own figures per round), "
-                   "plus the training of the input model.")
+                   "plus the training of the input model.", wide=True)
 
 
 def _confusions(meta: dict, m: dict, related: dict[str, Run]) -> str:

@@ -15,13 +15,14 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 from PIL import Image
 
 MODEL_COLORS = {"before": "#94a3b8", "after": "#2563eb", "retrained": "#f59e0b"}
 PART_COLORS = {"forget": "#dc2626", "retain": "#2563eb", "test": "#16a34a", "test, forgotten classes": "#a855f7"}
 EXTRA_COLORS = ("#0d9488", "#db2777", "#65a30d", "#7c3aed", "#ea580c", "#0284c7")
 INK, GRID = "#1f2937", "#e5e7eb"
+LOGIT_TICKS = (0.001, 0.1, 0.5, 0.9, 0.999, 0.99999)
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -53,7 +54,7 @@ def per_class_accuracy(classes: Sequence[str], series: dict[str, Sequence[float 
                        highlight: Sequence[int] = ()) -> str:
     """Grouped bars of test accuracy per class for each model; forgotten classes shaded."""
     n, k = len(classes), len(series)
-    fig = _figure(min(16.0, max(7.0, 0.3 * n * k + 1.5)), 3.0)
+    fig = _figure(min(16.0, max(9.0, 0.3 * n * k + 1.5)), 3.0)
     ax = fig.add_subplot()
     width = 0.8 / max(1, k)
     x = np.arange(n)
@@ -78,25 +79,33 @@ def per_class_accuracy(classes: Sequence[str], series: dict[str, Sequence[float 
 def confidence_histograms(panels: dict[str, dict[str, np.ndarray]]) -> str:
     """For each model, histograms of the softmax confidence in the true label, one per part of the data.
 
-    A membership attack sees exactly this: a part whose histogram sits on the retain set's is "member"
-    -looking, one that sits on the test set's looks unseen.
+    A membership attack sees exactly this: a part whose histogram sits on the retain set's looks like
+    training data, one that sits on the test set's looks unseen. The axis is logit-scaled (as in LiRA):
+    a trained model puts most samples above 0.9, where 0.99 and 0.9999 are worlds apart.
     """
-    fig = _figure(3.6 * len(panels) + 0.4, 2.9)
-    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
-    bins = np.linspace(0.0, 1.0, 26)
+    lo, hi = 1e-4, 1 - 1e-6
+    fig = _figure(3.9 * len(panels) + 0.4, 3.1)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]  # own y scale: a 100% spike must not flatten the rest
+    bins = 1 / (1 + np.exp(-np.linspace(np.log(lo / (1 - lo)), np.log(hi / (1 - hi)), 36)))
+    bins[0], bins[-1] = lo, hi  # exactly: clipped values must land in the end bins, not just outside
     for ax, (model, parts) in zip(axes, panels.items(), strict=True):
         for i, (part, conf) in enumerate(parts.items()):
             if len(conf) == 0:
                 continue
-            w = np.full(len(conf), 100.0 / len(conf))
+            c = np.clip(np.asarray(conf, dtype=np.float64), lo, hi)  # float64: float32 would round below lo
+            w = np.full(len(c), 100.0 / len(c))
             color = _color(part, i, PART_COLORS)
-            ax.hist(conf, bins=bins, weights=w, histtype="stepfilled", alpha=0.18, color=color)
-            ax.hist(conf, bins=bins, weights=w, histtype="step", linewidth=1.6, color=color,
-                    label=f"{part} (n={len(conf)})")
+            ax.hist(c, bins=bins, weights=w, histtype="stepfilled", alpha=0.15, color=color)
+            ax.hist(c, bins=bins, weights=w, histtype="step", linewidth=1.6, color=color,
+                    label=f"{part} (n={len(c)})")
+        ax.set_xscale("logit")
+        ax.set_xlim(lo, hi)
+        ax.set_xticks(LOGIT_TICKS, [f"{t:g}" for t in LOGIT_TICKS])
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(model, color=INK, fontsize=10)
         ax.set_xlabel("confidence in the true label", color=INK, fontsize=9)
-        ax.set_xlim(0, 1)
         _style(ax)
+        ax.tick_params(axis="x", labelsize=7)
         ax.legend(frameon=False, fontsize=7.5, loc="upper left")
     axes[0].set_ylabel("share of samples (%)", color=INK, fontsize=9)
     return data_uri(fig)

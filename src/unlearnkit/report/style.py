@@ -38,26 +38,29 @@ table.metrics th, table.metrics td { padding: 6px 12px; border-bottom: 1px solid
 table.metrics thead th { font-size: 12px; text-transform: uppercase; letter-spacing: .4px; color: var(--muted);
   border-bottom: 2px solid var(--line); }
 table.metrics tbody th { text-align: left; font-weight: 550; }
-table.metrics tbody th small { display: block; font-weight: 400; color: var(--muted); font-size: 11px; }
+table.metrics tbody th small { font-weight: 400; color: var(--muted); font-size: 12px; margin-left: 8px; }
 table.metrics tbody tr:hover { background: #f9fafb; }
 td.good { color: var(--good); font-weight: 600; } td.warn { color: var(--warn); font-weight: 600; }
 td.bad { color: var(--bad); font-weight: 600; }
 .best { font-size: 11px; background: var(--good-bg); color: var(--good); border-radius: 999px; padding: 1px 7px; }
 .scroll { overflow-x: auto; }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 16px; margin: 0 0 16px; }
+@media (max-width: 900px) { .grid { grid-template-columns: 1fr; } }
+table.compare th, table.compare td { padding: 6px 8px; }
+table.compare thead th { max-width: 90px; }
 .panel { margin: 0; border: 1px solid var(--line); border-radius: 10px; padding: 14px 16px; background: #fff;
   min-width: 0; }
 .panel.wide { margin: 0 0 16px; }
-.panel table.metrics { margin: 0; width: 100%; }
+.panel table.metrics { margin: 0; min-width: 60%; }
 img.plot { display: block; max-width: 100%; height: auto; margin: 4px auto 0; }
 figcaption, .caption { color: var(--muted); font-size: 13px; margin-top: 6px; }
-.samples { display: grid; grid-template-columns: repeat(auto-fill, minmax(138px, 1fr)); gap: 12px; margin: 6px 0; }
+.samples { display: grid; grid-template-columns: repeat(auto-fill, minmax(112px, 1fr)); gap: 12px; margin: 6px 0; }
 figure.sample { margin: 0; text-align: center; }
 img.thumb { width: 96px; height: 96px; object-fit: contain; image-rendering: pixelated; border-radius: 6px;
   border: 1px solid var(--line); background: #000; }
 figure.sample figcaption { font-size: 12px; color: var(--ink); }
 figure.sample ol { list-style: none; margin: 4px 0; padding: 0; }
-figure.sample li { display: grid; grid-template-columns: 1fr 46px 34px; gap: 4px; align-items: center;
+figure.sample li { display: grid; grid-template-columns: 1fr 36px 32px; gap: 4px; align-items: center;
   font-size: 12px; text-align: left; }
 figure.sample li .name { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 figure.sample li .bar { height: 6px; background: #eef2f7; border-radius: 3px; overflow: hidden; }
