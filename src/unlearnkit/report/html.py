@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ..data import ForgetSpec
 from ..data.bundle import DataBundle, Part
+from ..engine import distributed
 from ..engine.device import get_device
 from ..engine.progress import say
 from ..engine.rundir import LOG_FILE, Run, load_run
@@ -44,12 +45,13 @@ METRICS = [("forget_acc", "forget-set accuracy", "UA = 100 − this"),
            ("mia_efficacy", "MIA efficacy", "forget samples an SVC calls unseen, %"),
            ("mia_loss_auc", "loss-MIA AUC", "50 = indistinguishable from unseen"),
            ("clean_acc", "clean accuracy", ""), ("asr", "attack success rate", "triggered test samples"),
-           ("robust_acc", "robust accuracy", "triggered samples, true labels"), ("js_div", "JS divergence",
-                                                                                 "to the retrained model, forget set"),
+           ("robust_acc", "robust accuracy", "triggered samples, true labels"),
+           ("der", "DER", "defence effectiveness rating, 0–1, higher is better"),
+           ("js_div", "JS divergence", "to the retrained model, forget set"),
            ("seconds", "seconds", "wall time of the method")]
 SHORT = {"forget_acc": "forget acc.", "forget_test_acc": "forgotten-class test acc.", "retain_acc": "retain acc.",
          "test_acc": "test acc.", "mia_efficacy": "MIA efficacy", "mia_loss_auc": "loss-MIA AUC",
-         "clean_acc": "clean acc.", "asr": "ASR", "robust_acc": "robust acc.", "js_div": "JS div."}
+         "clean_acc": "clean acc.", "asr": "ASR", "robust_acc": "robust acc.", "js_div": "JS div.", "der": "DER"}
 CARD_KEYS = ("forget_acc", "forget_test_acc", "test_acc", "retain_acc", "mia_efficacy", "asr", "clean_acc")
 e = html.escape
 
@@ -74,10 +76,14 @@ def report(runs: list[str | Path] | str | Path, out: str | Path, *, data_root: s
         say(f"report: {label} ...")
         sections.append(_run_section(i, label, run, data_root))
     page = _page(labels, loaded, sections)
+    if not distributed.is_main():  # under torchrun every rank helped predict; rank 0 writes
+        distributed.barrier()
+        return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, out)
+    distributed.barrier()
     return out
 
 
@@ -201,7 +207,8 @@ def _run_section(index: int, label: str, run: Run, data_root: str | Path | None)
                      f"come from metrics.json alone.</p>")
     table = _metrics_table(m, meta)
     parts += [f'<div class="panel wide"><h3>Numbers</h3>{table}</div>' if table else "",
-              _grid([_per_class(meta, m), _backdoor(m)]),
+              _per_class(meta, m),
+              _backdoor(m),
               _membership(ev) if ev is not None else "",
               _curves(run),
               _confusions(meta, m, related)]
@@ -209,11 +216,6 @@ def _run_section(index: int, label: str, run: Run, data_root: str | Path | None)
         parts += [_samples(ev), _triggered(ev)]
     parts += [_config(run), "</section>"]
     return "\n".join(p for p in parts if p)
-
-
-def _grid(items: list[str]) -> str:
-    items = [i for i in items if i]
-    return f'<div class="grid">{"".join(items)}</div>' if items else ""
 
 
 def _related(run: Run) -> dict[str, Run]:
@@ -260,7 +262,7 @@ def _verdict(meta: dict, m: dict) -> str:
     else:
         body = [move("forget_acc", "forget-set accuracy"), move("mia_efficacy", "MIA efficacy"),
                 move("test_acc", "test accuracy")]
-    s = f"<b>{method}</b> made the model forget {e(_forget_what(meta))}: " + "; ".join(b for b in body if b) + "."
+    s = f"<b>{method}</b>, asked to forget {e(_forget_what(meta))}: " + "; ".join(b for b in body if b) + "."
     extras = []
     if "avg" in m.get("gap", {}):
         extras.append(f"average gap to retraining <b>{_num(m['gap']['avg'])}</b>")
@@ -302,7 +304,7 @@ def _metrics_table(m: dict, meta: dict) -> str:
     for k, label, hint in METRICS:
         if not any(k in d for _, d in cols):
             continue
-        cells = "".join(f"<td>{_num(d.get(k), 3 if k == 'js_div' else 2)}</td>" for _, d in cols)
+        cells = "".join(f"<td>{_num(d.get(k), 3 if k in ('js_div', 'der') else 2)}</td>" for _, d in cols)
         gap = f'<td class="{_gap_class(g.get(k))}">{_num(g.get(k))}</td>' if g else ""
         rows.append(f'<tr><th>{e(label)}<small>{e(hint)}</small></th>{cells}{gap}</tr>')
     if not rows:
@@ -326,7 +328,7 @@ def _per_class(meta: dict, m: dict) -> str:
     uri = plots.per_class_accuracy(meta["classes"], series, forgot)
     note = " Forgotten classes are shaded: a good method brings them to the retrained model's level." if forgot \
         else ""
-    return _figure("Per-class test accuracy", uri, "Test accuracy of each class." + note)
+    return _figure("Per-class test accuracy", uri, "Test accuracy of each class." + note, wide=True)
 
 
 def _curves(run: Run) -> str:
@@ -429,7 +431,7 @@ def _backdoor(m: dict) -> str:
               for k, label in keys if k in m}
     return _figure("Backdoor", plots.grouped_bars(groups, "percent"),
                    "Clean accuracy should stay; the attack success rate (triggered test images classified as the "
-                   "target) should fall to the level of a model that never saw the poison.")
+                   "target) should fall to the level of a model that never saw the poison.", wide=True)
 
 
 def _top(logits: Tensor, classes: list[str], k: int = 3) -> list[tuple[str, float]]:
@@ -458,7 +460,7 @@ def _sample_cards(ev: _Evidence, part: Part, images: np.ndarray, titles: list[st
         others = " · ".join(f"{n}: <b>{e(_top(lg[i], classes, 1)[0][0])}</b>"
                             for n, lg in logits.items() if n != main)
         cards.append(f'<figure class="sample">{_img(plots.image_uri(images[i]), titles[i], "thumb")}'
-                     f"<figcaption><div>{e(titles[i])} · true <b>{e(classes[y])}</b></div>"
+                     f"<figcaption><div class='id'>{e(titles[i])}</div><div>true <b>{e(classes[y])}</b></div>"
                      f"{_prediction_list(logits[main][i], classes, y)}<div class='others'>{others}</div>"
                      f"</figcaption></figure>")
     return "".join(cards)
@@ -481,37 +483,36 @@ def _samples(ev: _Evidence) -> str:
 def _triggered(ev: _Evidence) -> str:
     """Clean test images and their triggered versions, with predictions (runs with a planted backdoor)."""
     poison = ev.meta.get("poison")
-    trigger = _trigger_fn(poison) if poison else None
+    trigger = _trigger_fn(poison, ev.device) if poison else None
     if trigger is None:
         return ""
-    target = poison.get("target")
-    mask = ev.bundle.y_test != int(target) if isinstance(target, int) else torch.ones_like(ev.bundle.y_test, dtype=bool)
-    part = ev.test_part(mask, SAMPLES // 2)
-    x_trig = trigger(part.x)
-    trig = Part(x_trig, part.y, part.idx, "none")
-    clean_cards = _sample_cards(ev, part, part.x.numpy(), [f"clean #{int(i)}" for i in part.idx])
-    trig_cards = _sample_cards(ev, trig, x_trig.numpy(), [f"triggered #{int(i)}" for i in part.idx])
-    return (f'<div class="panel wide"><h3>Triggered examples (attack: {e(str(poison.get("attack", "?")))}, '
-            f"target {e(str(target))})</h3><div class='samples'>{clean_cards}</div>"
-            f"<div class='samples'>{trig_cards}</div><p class='caption'>Top row: clean test images; bottom row: the "
-            f"same images with the trigger. A removed backdoor predicts both rows alike.</p></div>")
+    label_map = poison.get("label_map", {})
+    all_to_all = label_map.get("kind") == "all-to-all"
+    target = label_map.get("target")
+    victims = torch.ones_like(ev.bundle.y_test, dtype=torch.bool) if all_to_all or target is None \
+        else ev.bundle.y_test != int(target)
+    part = ev.test_part(victims, SAMPLES)
+    trig = Part(trigger(part.x), part.y, part.idx, "none")
+    clean = _sample_cards(ev, part, part.x.numpy(), [f"clean #{int(i)}" for i in part.idx])
+    triggered = _sample_cards(ev, trig, trig.x.numpy(), [f"triggered #{int(i)}" for i in part.idx])
+    goal = "y → y+1" if all_to_all else f"target “{ev.meta['classes'][int(target)]}”" if target is not None else ""
+    return (f'<div class="panel wide"><h3>Triggered examples: {e(str(poison.get("attack", "?")))} attack, '
+            f"{e(goal)}</h3><div class='samples'>{clean}</div><div class='samples'>{triggered}</div>"
+            f"<p class='caption'>Top row: clean test images; bottom row: the same images with the trigger. A model "
+            f"without the backdoor predicts both rows alike.</p></div>")
 
 
-def _trigger_fn(poison: dict):
-    """uint8 images -> triggered uint8 images for a poison spec, from `unlearnkit.attacks` when it offers one."""
+def _trigger_fn(poison: dict, device: torch.device):
+    """uint8 images -> triggered uint8 images for a poison spec, through `unlearnkit.attacks` (None without it)."""
     from .. import attacks
 
-    make = getattr(attacks, "trigger_from_spec", None)
-    if make is None:
+    build = getattr(attacks, "build_trigger", None)
+    if build is None:
         return None
-    trig = make(poison)
+    from ..attacks.base import stamp
 
-    def apply(x: Tensor) -> Tensor:
-        from ..data.transforms import to_float, to_uint8
-
-        return to_uint8(trig.apply(to_float(x)))
-
-    return apply
+    trigger = build(poison)
+    return lambda x: stamp(trigger, x, device)  # the exact path that poisoned the training images
 
 
 # --------------------------------------------------------------------------- configuration and log

@@ -44,8 +44,6 @@ td.good { color: var(--good); font-weight: 600; } td.warn { color: var(--warn); 
 td.bad { color: var(--bad); font-weight: 600; }
 .best { font-size: 11px; background: var(--good-bg); color: var(--good); border-radius: 999px; padding: 1px 7px; }
 .scroll { overflow-x: auto; }
-.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 16px; margin: 0 0 16px; }
-@media (max-width: 900px) { .grid { grid-template-columns: 1fr; } }
 table.compare th, table.compare td { padding: 6px 8px; }
 table.compare thead th { max-width: 90px; }
 .panel { margin: 0; border: 1px solid var(--line); border-radius: 10px; padding: 14px 16px; background: #fff;
@@ -69,6 +67,7 @@ figure.sample li.hit .name { color: var(--good); font-weight: 650; }
 figure.sample li.hit .bar i { background: #22c55e; }
 figure.sample li .p { text-align: right; color: var(--muted); font-variant-numeric: tabular-nums; }
 figure.sample .others { color: var(--muted); font-size: 11px; }
+figure.sample .id { color: var(--muted); font-size: 11px; margin-top: 2px; }
 details summary { cursor: pointer; font-weight: 600; }
 pre { background: #0f172a; color: #e2e8f0; padding: 12px 14px; border-radius: 8px; overflow: auto; max-height: 420px;
   font-size: 12px; line-height: 1.4; }
