@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
+from .engine.distributed import is_main
 from .errors import UserError
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -164,6 +165,8 @@ def _train(a: argparse.Namespace) -> int:
                 arch_kwargs=_kv(a.arch_kwargs), poison=a.poison, target=a.target, poison_ratio=a.poison_ratio,
                 all_to_all=a.all_to_all, poison_settings=_kv(a.poison_set), overwrite=a.overwrite,
                 tensorboard=a.tensorboard)
+    if not is_main():  # under torchrun rank 0 wrote the run (maybe on another node): nothing to read back here
+        return 0
     m = json.loads((out / "metrics.json").read_text())
     extra = "".join(f", {k} {m[k]:.2f}" for k in ("asr", "clean_acc") if k in m)
     print(f"{out}: test accuracy {m['test_acc']:.2f}%{extra} in {m['seconds']:.1f}s")
@@ -179,6 +182,8 @@ def _forget(a: argparse.Namespace) -> int:
                  forget_indices=a.forget_indices, backdoor=a.backdoor, clean_size=a.clean_size,
                  settings=a.settings, reference=a.reference, retrain=a.retrain, seed=a.seed,
                  data_root=a.data_root, overwrite=a.overwrite, tensorboard=a.tensorboard)
+    if not is_main():
+        return 0
     print(summary_table(json.loads((out / "metrics.json").read_text()), a.method))
     print(f"written: {out}")
     return 0
@@ -240,7 +245,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if a.command is None:
             parser.print_help()
             return 2
-        from .engine.distributed import is_main
         from .engine.progress import set_quiet
         from .engine.runlog import set_command
 
