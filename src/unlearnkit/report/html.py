@@ -332,7 +332,7 @@ def _per_class(meta: dict, m: dict) -> str:
 
 
 def _curves(run: Run) -> str:
-    named = {k: v for k, v in curves(run.metrics).items()}
+    named = dict(curves(run.metrics))
     parent = run.meta.get("parent")
     if parent and (Path(parent) / "metrics.json").is_file():
         try:
