@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from ..data.bundle import Part
 from ..errors import NumericalError
+from .checkpoint import fit_stage
 from .progress import progress
 
 
@@ -66,9 +67,9 @@ def fit(model: nn.Module, data: Part, cfg: TrainConfig, device: torch.device, ge
     opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
     steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
     sched = make_scheduler(opt, cfg.schedule, cfg.epochs * steps_per_epoch)
-    history: list[float] = []
-    step = 0
-    for _epoch in progress(range(cfg.epochs), desc, cfg.epochs):
+    stage = fit_stage(desc, cfg.epochs)  # epoch checkpoints for --resume (None when not checkpointing)
+    start, step, history = stage.restore(model, opt, sched, generator) if stage else (0, 0, [])
+    for epoch in progress(range(start, cfg.epochs), desc, cfg.epochs - start):
         model.train()
         total, count = torch.zeros((), device=device), 0
         for x, y in data.batches(cfg.batch_size, device, shuffle=True, generator=generator, augment=cfg.augment):
@@ -82,6 +83,8 @@ def fit(model: nn.Module, data: Part, cfg: TrainConfig, device: torch.device, ge
             count += len(y)
             step += 1
         history.append(float(total) / max(1, count))
+        if stage:
+            stage.save(epoch + 1, step, history, model, opt, sched, generator)
     model.eval()
     return history
 
