@@ -274,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         a = parser.parse_args(argv)
         if a.command is None:
             parser.print_help()
-            return 2
+            raise UserError("no command given: choose one of the commands above")
         from .engine.progress import set_quiet
 
         set_quiet(getattr(a, "quiet", False))

@@ -45,7 +45,11 @@ def load_run_data(meta: dict, data_root: str | Path | None = None) -> DataBundle
     if meta.get("poison"):
         from .attacks import poison_bundle
 
-        bundle = poison_bundle(bundle, meta["poison"])
+        try:
+            bundle = poison_bundle(bundle, meta["poison"])
+        except (KeyError, TypeError, ValueError, IndexError) as err:  # a hand-edited or corrupted meta.json
+            raise UserError(f"the poison spec in meta.json is malformed ({type(err).__name__}: {err}): re-create "
+                            f"the run") from err
     check_fits(meta, bundle)
     return bundle
 
@@ -57,6 +61,22 @@ def check_fits(meta: dict, bundle: DataBundle) -> None:
     if list(meta["input_shape"]) != list(bundle.input_shape):
         raise UserError(f"the model takes inputs of shape {tuple(meta['input_shape'])} but the data gives "
                         f"{bundle.input_shape}: pass the same --image-size as in training")
+
+
+def check_input_shape(model: nn.Module, meta: dict, device: torch.device) -> None:
+    """One forward pass on blank images: an architecture that cannot take the data's image size fails here, with
+    a message, instead of deep inside training."""
+    was_training = model.training
+    model.eval()  # no BatchNorm statistics are touched
+    try:
+        with torch.no_grad():
+            model(torch.zeros(2, *meta["input_shape"], device=device))
+    except RuntimeError as err:
+        why = " ".join(str(err).split())[:120]
+        raise UserError(f"model {meta['arch']['name']!r} cannot take {tuple(meta['input_shape'])} images ({why}): "
+                        f"choose another --arch or a larger --image-size") from err
+    finally:
+        model.train(was_training)
 
 
 def split_of(meta: dict, bundle: DataBundle, spec: ForgetSpec | None) -> Split:
@@ -110,6 +130,7 @@ def train(data: str = "digits", arch: str = "cnn-small", out: str | Path = "runs
     with writer, checkpointing(writer.out, {"command": "train", **meta}, resume, overwrite):
         gen = seed_everything(seed)
         model = _new_model_fn(meta)().to(device)
+        check_input_shape(model, meta, device)
         t0 = time.perf_counter()
         with stage("train") as sc:
             history = fit(model, bundle.train_part(split.train_idx), cfg, device, gen, desc="train")
@@ -165,6 +186,7 @@ def import_checkpoint(checkpoint: str | Path, arch: str, data: str = "digits", o
     }
     device = get_device()
     model = _new_model_fn(meta)()
+    check_input_shape(model, meta, torch.device("cpu"))
     if load_into(model, state, checkpoint):  # an unlearnkit state_dict brings its own normalisation
         meta["normalization"] = {"mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist()}
     model = model.to(device).eval()
@@ -440,6 +462,9 @@ def predict(run: str | Path, images: list[str | Path], top: int = 5) -> list[dic
         x = x.float().mean(0, keepdim=True).round().to(torch.uint8) if c == 1 else x
         with torch.no_grad():
             prob = torch.softmax(model(to_float(x[None].to(device))), 1)[0].cpu()
+        if not torch.isfinite(prob).all():
+            raise UserError(f"the model in {run} outputs NaN/inf for {path}: its weights or meta.json are unusable; "
+                            f"re-create the run")
         p, i = prob.topk(k)
         out.append({"image": str(path), "top": [{"class": src.meta["classes"][j], "index": int(j),
                                                 "prob": round(float(q), 6)} for q, j in zip(p, i, strict=True)]})

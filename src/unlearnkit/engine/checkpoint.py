@@ -347,7 +347,8 @@ class Checkpoints:
                 old = json.loads(run_json.read_text())
             except (json.JSONDecodeError, UnicodeDecodeError) as err:
                 raise UserError(f"{run_json} is unreadable: pass --overwrite to start again") from err
-            diff = sorted(k for k in set(old) | set(self.fingerprint) if old.get(k) != self.fingerprint.get(k))
+            a, b = _leaves(old), _leaves(self.fingerprint)
+            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
             if diff:
                 raise UserError(f"the checkpoints in {self.folder} were made by a different command (it differs in "
                                 f"{', '.join(diff)}): repeat that command with --resume, or pass --overwrite")
@@ -373,6 +374,16 @@ class Checkpoints:
     def discard(self) -> None:
         if is_main_process():
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _leaves(d: Any, prefix: str = "") -> dict[str, Any]:
+    """{'train.epochs': 4, ...}: a nested dict flattened to dotted keys, to name what differs."""
+    if not isinstance(d, dict) or not d:
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_leaves(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
 
 
 def partial_dir(out: Path) -> Path:

@@ -119,29 +119,38 @@ def _meta_problem(m: dict) -> str | None:
     """The first defect of a meta.json (None when it is sound): every field a command reads is checked here,
     so a hand-edited or corrupted file fails with its name instead of a traceback deep inside a command."""
     arch, norm, data, shape = m["arch"], m["normalization"], m["data"], m["input_shape"]
-    checks = [
-        (isinstance(arch, dict) and isinstance(arch.get("name"), str) and isinstance(arch.get("kwargs", {}), dict)
-         and all(isinstance(k, str) for k in arch.get("kwargs", {})), "arch must be {name, kwargs}"),
-        (_is_int(m["num_classes"]) and isinstance(m["classes"], list) and m["num_classes"] == len(m["classes"]) >= 2
-         and all(isinstance(c, str) for c in m["classes"]), "num_classes must equal the number of class names, >= 2"),
-        (isinstance(shape, list) and len(shape) == 3 and all(_is_int(v) and v > 0 for v in shape)
-         and shape[0] <= MAX_CHANNELS and max(shape[1:]) <= MAX_SIDE, "input_shape must be [channels, height, width]"),
-        (isinstance(norm, dict) and all(isinstance(norm.get(k), list) and len(norm[k]) == shape[0]
-                                        and all(_is_num(v) for v in norm[k]) for k in ("mean", "std"))
-         and all(v > 0 for v in norm["std"]), "normalization needs a finite mean and a positive std per channel"),
-        (isinstance(data, dict) and isinstance(data.get("spec"), str)
-         and (data.get("root") is None or isinstance(data["root"], str))
-         and (data.get("image_size") is None or _is_int(data["image_size"]))
-         and _is_num(data.get("val_fraction", 0.1)) and 0 <= data.get("val_fraction", 0.1) < 1
-         and _is_int(data.get("split_seed", 0)), "data must be {spec, root, image_size, val_fraction, split_seed}"),
-        (_is_int(m.get("seed", 0)), "seed must be an integer"),
-        (_train_ok(m.get("train", {})), "train must be a training recipe (epochs, batch_size, lr, optimizer ...)"),
-        (m.get("forget") is None or _forget_ok(m["forget"], m["num_classes"]), "forget is not a valid forget spec"),
-        (m.get("kind") != "forget" or _scenario_ok(m), "scenario does not match forget"),
-        (m.get("poison") is None or isinstance(m["poison"], dict), "poison must be an object"),
-        (m.get("seconds") is None or _is_num(m["seconds"]), "seconds must be a number"),
-    ]
-    return next((msg for ok, msg in checks if not ok), None)
+    if not (isinstance(arch, dict) and isinstance(arch.get("name"), str) and isinstance(arch.get("kwargs", {}), dict)):
+        return "arch must be {name, kwargs}"
+    classes = m["classes"]
+    if not (_is_int(m["num_classes"]) and isinstance(classes, list) and m["num_classes"] == len(classes) >= 2
+            and all(isinstance(c, str) for c in classes)):
+        return "num_classes must equal the number of class names, at least 2"
+    if not (isinstance(shape, list) and len(shape) == 3 and all(_is_int(v) and v > 0 for v in shape)
+            and shape[0] <= MAX_CHANNELS and max(shape[1:]) <= MAX_SIDE):
+        return "input_shape must be [channels, height, width]"
+    if not (isinstance(norm, dict) and all(isinstance(norm.get(k), list) and len(norm[k]) == shape[0]
+                                           and all(_is_num(v) for v in norm[k]) for k in ("mean", "std"))
+            and all(v > 0 for v in norm["std"])):
+        return "normalization needs a finite mean and a positive std per channel"
+    if not (isinstance(data, dict) and isinstance(data.get("spec"), str)
+            and (data.get("root") is None or isinstance(data["root"], str))
+            and (data.get("image_size") is None or _is_int(data["image_size"]))
+            and _is_num(data.get("val_fraction", 0.1)) and 0 <= data.get("val_fraction", 0.1) < 1
+            and _is_int(data.get("split_seed", 0))):
+        return "data must be {spec, root, image_size, val_fraction, split_seed}"
+    if not _is_int(m.get("seed", 0)):
+        return "seed must be an integer"
+    if not _train_ok(m.get("train", {})):
+        return "train must be a training recipe (epochs, batch_size, lr, optimizer ...)"
+    if m.get("forget") is not None and not _forget_ok(m["forget"], m["num_classes"]):
+        return "forget is not a valid forget spec"
+    if m.get("kind") == "forget" and not _scenario_ok(m):
+        return "scenario does not match forget"
+    if m.get("poison") is not None and not isinstance(m["poison"], dict):
+        return "poison must be an object"
+    if m.get("seconds") is not None and not _is_num(m["seconds"]):
+        return "seconds must be a number"
+    return None
 
 
 def _train_ok(t: Any) -> bool:

@@ -35,8 +35,12 @@ class Classifier(nn.Module):
 
 
 def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int], mean: tuple[float, ...],
-                std: tuple[float, ...], **kwargs: Any) -> Classifier:
-    """Build a registered model (or `torchvision:NAME`) wrapped with its input normalisation."""
+                std: tuple[float, ...], /, **kwargs: Any) -> Classifier:
+    """Build a registered model (or `torchvision:NAME`) wrapped with its input normalisation.
+
+    The leading arguments are positional-only, so that any `--arch-kwargs` key (even `name=`) reaches the
+    model's factory and fails there with a message, not with a TypeError at this call.
+    """
     factory: Factory
     if name.startswith("torchvision:"):
         from .tv import torchvision_model
