@@ -127,6 +127,13 @@ def test_import_user_checkpoints(tmp_path: Path, run: Path) -> None:
     assert not (tmp_path / "wrong").exists() and not (tmp_path / "nan").exists()
 
 
+def test_decompression_bomb_is_one_line(tmp_path: Path, run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    Image.fromarray((torch.rand(8, 8) * 255).to(torch.uint8).numpy()).save(tmp_path / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 16)  # 64 pixels is "a bomb" now
+    code, _, err = run_cli("predict", run, tmp_path / "bomb.png")
+    assert code == 2 and "bomb.png" in one_line_error(err)
+
+
 # --------------------------------------------------------------------------- nothing lost
 
 def test_no_command_modifies_its_inputs(tmp_path: Path, run: Path) -> None:

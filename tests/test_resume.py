@@ -148,3 +148,41 @@ def test_ctrl_c_and_kill_leave_no_output_and_resume_finishes(tmp_path: Path, mon
     assert main([*args, "--out", str(out), "--resume"]) == 0
     assert main([*args, "--out", str(tmp_path / "full")]) == 0
     same_run(tmp_path / "full", out)
+
+
+def test_a_finished_method_is_not_run_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A method with its own loop (no `fit`) resumes per stage: once finished, its result is reused."""
+    from dataclasses import dataclass
+
+    import torch
+
+    from unlearnkit.methods.base import METHODS, Method
+
+    calls = []
+
+    class Shrink(Method):
+        name = "shrink-test"
+
+        @dataclass
+        class Config:
+            factor: float = 0.5
+
+        def unlearn(self, model, task):
+            calls.append(1)
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.mul_(self.config.factor + 0.01 * torch.rand(p.shape, generator=task.generator))
+            return model
+
+    monkeypatch.setitem(METHODS._items, "shrink-test", Shrink)
+    run = train(out=tmp_path / "run", **TRAIN)
+    kw = {"method": "shrink-test", "forget_class": "1", "retrain": True}
+    full = forget(run, out=tmp_path / "full", **kw)
+    with monkeypatch.context() as m:
+        interrupt_at(m, "reference.", 2)
+        with pytest.raises(KeyboardInterrupt):
+            forget(run, out=tmp_path / "cut", **kw)
+    assert len(calls) == 2
+    cut = forget(run, out=tmp_path / "cut", resume=True, **kw)
+    assert len(calls) == 2  # the finished method was read back, not recomputed
+    same_run(full, cut)

@@ -159,10 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
 @command("demo")
 def _demo(a: argparse.Namespace) -> int:
     from .demo import best_method, demo, format_table
+    from .metrics.verdict import format_verdict
 
     method = a.method or best_method()
     m = demo(a.out, a.forget_class, a.overwrite, method)
     print(format_table(m, method))
+    print(format_verdict(m.get("verdict")))
     print(f"runs written under {a.out}/ (original/, forget/, forget/reference/)")
     return 0
 
