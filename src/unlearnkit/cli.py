@@ -7,6 +7,8 @@ Exit codes: 0 success, 2 bad input (one line naming the problem and the fix), 1 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import signal
@@ -15,6 +17,7 @@ import threading
 import traceback
 from collections.abc import Callable, Sequence
 
+from .engine.distributed import is_main
 from .errors import NumericalError, UserError
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -64,6 +67,11 @@ def _resume(p: argparse.ArgumentParser) -> None:
                    help="continue an interrupted run of the same command from its last checkpoint")
 
 
+def _tensorboard(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tensorboard", metavar="DIR",
+                   help="also log losses and metrics for TensorBoard under DIR/<run name> (needs unlearnkit[tb])")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="unlearnkit", description="Make a trained image classifier forget, and measure it.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
@@ -93,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--all-to-all", action="store_true")
     t.add_argument("--poison-set", nargs="*", metavar="KEY=VALUE", help="attack options")
     _resume(t)
+    _tensorboard(t)
     _common(t)
 
     im = sub.add_parser("import", help="make a run directory from your own trained model (a state_dict file)")
@@ -128,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--data-root")
     _resume(f)
+    _tensorboard(f)
     _common(f)
 
     e = sub.add_parser("evaluate", help="recompute a run's metrics (writes nothing)")
@@ -146,6 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="what is available")
     ls.add_argument("what", choices=["methods", "attacks", "datasets", "models"])
+
+    rp = sub.add_parser("report", help="one self-contained HTML page of one or several runs (plots embedded)")
+    rp.add_argument("runs", nargs="+", metavar="RUN")
+    rp.add_argument("--out", required=True, metavar="FILE.html")
+    rp.add_argument("--data-root")
+    rp.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    rp.add_argument("--quiet", action="store_true")
 
     b = sub.add_parser("bench", help="run a benchmark suite (tables of methods x scenarios x seeds)")
     b.add_argument("suite")
@@ -177,7 +194,9 @@ def _train(a: argparse.Namespace) -> int:
                 seed=a.seed, data_root=a.data_root, image_size=a.image_size, val_fraction=a.val_fraction,
                 arch_kwargs=_kv(a.arch_kwargs), poison=a.poison, target=a.target, poison_ratio=a.poison_ratio,
                 all_to_all=a.all_to_all, poison_settings=_kv(a.poison_set), overwrite=a.overwrite,
-                resume=a.resume)
+                resume=a.resume, tensorboard=a.tensorboard)
+    if not is_main():  # under torchrun rank 0 wrote the run (maybe on another node): nothing to read back here
+        return 0
     m = json.loads((out / "metrics.json").read_text())
     extra = "".join(f", {k} {m[k]:.2f}" for k in ("asr", "clean_acc") if k in m)
     print(f"{out}: test accuracy {m['test_acc']:.2f}%{extra} in {m['seconds']:.1f}s")
@@ -193,7 +212,9 @@ def _forget(a: argparse.Namespace) -> int:
     out = forget(a.run, a.method, a.out, forget_class=a.forget_class, forget_random=a.forget_random,
                  forget_indices=a.forget_indices, backdoor=a.backdoor, clean_size=a.clean_size,
                  settings=a.settings, reference=a.reference, retrain=a.retrain, seed=a.seed,
-                 data_root=a.data_root, overwrite=a.overwrite, resume=a.resume)
+                 data_root=a.data_root, overwrite=a.overwrite, resume=a.resume, tensorboard=a.tensorboard)
+    if not is_main():
+        return 0
     m = json.loads((out / "metrics.json").read_text())
     print(summary_table(m, a.method))
     if m.get("verdict"):
@@ -249,6 +270,15 @@ def _list(a: argparse.Namespace) -> int:
     return 0
 
 
+@command("report")
+def _report(a: argparse.Namespace) -> int:
+    from .report import report
+
+    out = report(a.runs, a.out, data_root=a.data_root, overwrite=a.overwrite)
+    print(f"written: {out}")
+    return 0
+
+
 @command("bench")
 def _bench(a: argparse.Namespace) -> int:
     from .bench import run_suite
@@ -278,8 +308,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             raise UserError("no command given: choose one of the commands above")
         from .engine.progress import set_quiet
+        from .engine.runlog import set_command
 
+        set_command(list(sys.argv[1:] if argv is None else argv))
         set_quiet(getattr(a, "quiet", False))
+        if not is_main():  # under torchrun, only rank 0 talks
+            with contextlib.redirect_stdout(io.StringIO()):
+                return COMMANDS[a.command](a)
         return COMMANDS[a.command](a)
     except UserError as err:
         print(f"unlearnkit: error: {_one_line(err)}", file=sys.stderr)

@@ -38,7 +38,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UserError
-from .device import is_main_process
+from . import runlog
+from .distributed import barrier, is_main
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")  # where training scripts nest the weights
@@ -258,10 +259,10 @@ def min_interval() -> float:
 
 
 class FitStage:
-    """The epoch checkpoints of one `fit` call of `epochs` epochs."""
+    """The epoch checkpoints of one `fit` call of `epochs` epochs (`desc` names it in the run log)."""
 
-    def __init__(self, path: Path, epochs: int) -> None:
-        self.path, self.epochs = path, epochs
+    def __init__(self, path: Path, epochs: int, desc: str) -> None:
+        self.path, self.epochs, self.desc = path, epochs, desc
         self.prior_seconds = 0.0
         self._t0 = self._last = time.perf_counter()
 
@@ -276,13 +277,17 @@ class FitStage:
         sched.load_state_dict(s["scheduler"])
         set_rng_state(s["rng"], generator)
         self.prior_seconds = float(s["seconds"])
-        return int(s["epoch"]), int(s["step"]), list(s["history"])
+        history = list(s["history"])
+        for i, loss in enumerate(history, 1):  # the log and loss curves cover the epochs before the interruption
+            runlog.epoch(self.desc, i, self.epochs, loss)
+        runlog.log(f"{self.desc}: resumed after epoch {s['epoch']} from {self.path.name}")
+        return int(s["epoch"]), int(s["step"]), history
 
     def save(self, epoch: int, step: int, history: list[float], model: nn.Module, opt: torch.optim.Optimizer,
              sched: Any, generator: torch.Generator | None) -> None:
         """Checkpoint after an epoch (always after the last one, so a finished fit is never repeated)."""
         now = time.perf_counter()
-        if not is_main_process() or (epoch < self.epochs and now - self._last < min_interval()):
+        if not is_main() or (epoch < self.epochs and now - self._last < min_interval()):
             return
         self._last = now
         save_state(self.path, {"epoch": epoch, "step": step, "history": history,
@@ -300,7 +305,7 @@ class Scope:
 
     def next_fit(self, desc: str, epochs: int) -> FitStage:
         slug = re.sub(r"[^A-Za-z0-9_-]+", "_", desc)[:40]
-        stage = FitStage(self.folder / f"{self.name}.fit{len(self.fits)}-{slug}.safetensors", epochs)
+        stage = FitStage(self.folder / f"{self.name}.fit{len(self.fits)}-{slug}.safetensors", epochs, desc)
         self.fits.append(stage)
         return stage
 
@@ -325,7 +330,7 @@ class Scope:
         return s["info"]
 
     def save_result(self, model: nn.Module, info: dict) -> None:
-        if is_main_process():
+        if is_main():
             save_state(self._result, {"model": _unwrap(model).state_dict(), "info": info})
 
 
@@ -337,9 +342,10 @@ class Checkpoints:
         self.fingerprint = json.loads(json.dumps(fingerprint, default=str))
         self.scope: Scope | None = None
         run_json = self.folder / "run.json"
-        if self.folder.exists() and (overwrite or not run_json.is_file()):
-            shutil.rmtree(self.folder)
-        elif self.folder.exists() and not resume:
+        if is_main() and self.folder.exists() and (overwrite or not run_json.is_file()):
+            shutil.rmtree(self.folder)  # discarded on request, or never completed its first write
+        barrier()  # under torchrun every rank decides on the same folder
+        if self.folder.exists() and not resume:
             raise UserError(f"{self.folder} holds checkpoints of an interrupted run: pass --resume to continue "
                             f"it, or --overwrite to start again")
         elif self.folder.exists():
@@ -355,7 +361,7 @@ class Checkpoints:
         self.resumed = self.folder.exists()
 
     def _ensure(self) -> Path:
-        if is_main_process() and not self.folder.exists():
+        if is_main() and not self.folder.exists():
             tmp = self.folder.with_name(self.folder.name + f".tmp-{uuid.uuid4().hex[:8]}")
             tmp.mkdir(parents=True)
             (tmp / "run.json").write_text(json.dumps(self.fingerprint, indent=2) + "\n")
@@ -372,7 +378,7 @@ class Checkpoints:
             self.scope = previous
 
     def discard(self) -> None:
-        if is_main_process():
+        if is_main():
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
