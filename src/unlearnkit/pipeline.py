@@ -294,7 +294,8 @@ def run_method(name: str, settings: dict | list[str] | None, model: nn.Module, m
         bad = [n for n, p in out.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
         if bad:
             raise NumericalError(f"method {name!r} produced NaN/inf weights ({bad[0]}); lower its learning rate")
-        losses = runlog.losses_since(first_epoch)  # loss curves of fit() ('loss' alone if it ran under the method's name)
+        # loss curves of fit() ('loss' alone if it ran under the method's name)
+        losses = runlog.losses_since(first_epoch)
         if list(losses) == [f"{name}_loss"]:
             losses = {"loss": losses[f"{name}_loss"]}
         figures = {**losses, **task.figures}
