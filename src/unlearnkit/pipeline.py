@@ -125,7 +125,8 @@ def train(data: str = "digits", arch: str = "cnn-small", out: str | Path = "runs
         from .attacks import make_poison_spec, poison_bundle
 
         meta["poison"] = make_poison_spec(poison, bundle, target=target, ratio=poison_ratio,
-                                          all_to_all=all_to_all, seed=seed, settings=poison_settings or {})
+                                          all_to_all=all_to_all, seed=seed, settings=poison_settings or {},
+                                          val_fraction=val_fraction, split_seed=meta["data"]["split_seed"])
         bundle = poison_bundle(bundle, meta["poison"])
     split = split_of(meta, bundle, None)
     device = get_device()
@@ -368,6 +369,7 @@ def forget(run: str | Path, method: str, out: str | Path, *, forget_class: str |
             metrics = compare(metrics, ref_metrics, p, p_ref)
             meta["reference"] = str(Path(reference).resolve())
         metrics["original"] = {k: v for k, v in original.items() if k not in ("confusion_test",)}
+        _add_der(metrics, metrics["original"])
         if figures:
             metrics[method] = figures
         metrics["verdict"] = verdict(metrics, req.scenario)
@@ -389,6 +391,25 @@ def _input_metrics(run: Run, model: nn.Module, bundle: DataBundle, req: Request,
         return _metrics_for(model, bundle, req, run.meta, seed, seconds)
     except NumericalError as err:
         raise UserError(f"the model in {run.path} is unusable ({err}): re-create the run") from err
+
+
+def _add_der(metrics: dict, before: dict) -> None:
+    """DER of a backdoor defence (BackdoorBench), from the model before and after it."""
+    if all(k in d for d in (metrics, before) for k in ("asr", "clean_acc")):
+        from .metrics import defense_effectiveness_rating
+
+        metrics["der"] = round(defense_effectiveness_rating(before, metrics), 4)
+
+
+def _parent_metrics(meta: dict) -> dict:
+    """The metrics of the run a forget run started from (for DER), or {} when it is gone."""
+    parent = meta.get("parent")
+    if meta.get("kind") != "forget" or not parent or not Path(parent).is_dir():
+        return {}
+    try:
+        return load_run(parent).metrics
+    except UserError:
+        return {}
 
 
 def _forget_meta(src: Run, req: Request, method: str, config: dict, seed: int, seconds: float,
@@ -440,6 +461,8 @@ def evaluate(run: str | Path, reference: str | Path | None = None, data_root: st
     device = get_device()
     seed = int(src.meta.get("seed", 0))
     metrics, p = _input_metrics(src, src.build_model(device), bundle, req, seed, src.meta.get("seconds"))
+    if scenario == "backdoor":
+        _add_der(metrics, _parent_metrics(src.meta))
     if reference is None and src.meta.get("reference") == "reference" and (src.path / "reference").is_dir():
         reference = src.path / "reference"
     if reference is not None:
