@@ -1,6 +1,6 @@
 """`random-label`: train on the forget samples with random labels, mixed with retain samples (Golatkar et al. 2020).
 
-Each step takes a batch of forget samples relabelled at random and `retain_ratio` times as many retain
+Each step takes a batch of forget samples relabelled at random and `retain_per_forget` times as many retain
 samples with their true labels: the random labels erase what the model learned from the forget set, the
 retain samples keep what it should still know. For class forgetting the random label is drawn among the
 retained classes (never the forgotten one, which would re-teach it); `other_labels=false` gives the SalUn
@@ -35,7 +35,7 @@ class RandomLabel(TunableMethod):
     class Config(TunableConfig):
         epochs: int = 2
         lr: float = 0.01
-        retain_ratio: float = 1.0
+        retain_per_forget: float = 1.0
         other_labels: bool = True
         batch_size: int = 128
         optimizer: str = "sgd"
@@ -50,7 +50,7 @@ class RandomLabel(TunableMethod):
         mask = self.weight_mask(model, task)
         wd = c.weight_decay
         opt = S.optimizer(model, c.optimizer, c.lr, 0.0 if mask is not None else wd)
-        n_retain = int(round(c.batch_size * c.retain_ratio))
+        n_retain = int(round(c.batch_size * c.retain_per_forget))
         retain = S.cycle(task.retain, n_retain, task) if n_retain > 0 else None
         i = 0
         for _ in progress(range(c.epochs), self.name, c.epochs):
