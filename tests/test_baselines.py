@@ -49,6 +49,7 @@ def test_baseline_writes_complete_metrics_against_retrain(mlp_run, tmp_path, met
     assert ("forget_test_acc" in m) == (scenario == "class")
     assert {"forget_acc", "retain_acc", "test_acc", "mia_efficacy", "avg"} <= set(m["gap"])
     assert m["gap"]["avg"] >= 0 and m["speedup"] > 0
+    assert any(k.endswith("loss") and v for k, v in m[method].items())  # the loss curve of each epoch
     meta = json.loads((out / "meta.json").read_text())
     assert meta["method"]["name"] == method and meta["scenario"] == scenario
     assert {k: meta["method"]["config"][k] for k in TINY[method]} == TINY[method]

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.bundle import Part
+from ..engine import runlog
+from ..engine.progress import progress
 from ..engine.train import make_optimizer
 from .base import UnlearnTask
 
@@ -46,6 +48,30 @@ def step(model: nn.Module, opt: torch.optim.Optimizer, loss: Tensor, task: Unlea
                 p.grad.add_(p.detach(), alpha=weight_decay)
             p.grad.mul_(mask[name])
     opt.step()
+
+
+class Loop:
+    """Epochs with a progress bar, a global step counter for NaN messages, and each epoch's mean loss in the
+    run log (so loss curves land in metrics.json and TensorBoard like `fit()`'s)."""
+
+    def __init__(self, task: UnlearnTask, desc: str, epochs: int) -> None:
+        self.task, self.desc, self.epochs, self.i = task, desc, epochs, 0
+        self._sum: Tensor | float = 0.0
+        self._n = 0
+
+    def __iter__(self) -> Iterator[int]:
+        for e in progress(range(self.epochs), self.desc, self.epochs):
+            self._sum, self._n = 0.0, 0
+            yield e
+            if self._n:
+                runlog.epoch(self.desc, e + 1, self.epochs, float(self._sum) / self._n)
+
+    def step(self, model: nn.Module, opt: torch.optim.Optimizer, loss: Tensor, mask: Mask | None = None,
+             weight_decay: float = 0.0) -> None:
+        step(model, opt, loss, self.task, self.desc, self.i, mask, weight_decay)
+        self._sum = self._sum + loss.detach()
+        self._n += 1
+        self.i += 1
 
 
 def batches(part: Part, batch_size: int, task: UnlearnTask, augment: bool = True) -> Iterator[tuple[Tensor, Tensor]]:

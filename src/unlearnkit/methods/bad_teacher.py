@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 from ..data.bundle import Part
-from ..engine.progress import progress
 from . import _steps as S
 from ._tuning import TunableConfig, TunableMethod
 from .base import UnlearnTask, register_method
@@ -54,13 +53,12 @@ class BadTeacher(TunableMethod):
         good = S.frozen(model)
         bad = S.frozen(task.new_model().to(task.device))
         opt = S.optimizer(model, c.optimizer, c.lr, c.weight_decay)
-        i = 0
-        for _ in progress(range(c.epochs), "bad-teacher", c.epochs):
+        loop = S.Loop(task, "bad-teacher", c.epochs)
+        for _ in loop:
             data = forget_flagged(task.forget, S.subsample(task.retain, c.retain_fraction, task.generator))
             model.train()
             for x, is_forget in S.batches(data, c.batch_size, task):
                 with torch.no_grad():
                     t = torch.where(is_forget[:, None].bool(), bad(x), good(x))
-                S.step(model, opt, S.distill_kl(model(x), t, c.temperature), task, "bad-teacher", i)
-                i += 1
+                loop.step(model, opt, S.distill_kl(model(x), t, c.temperature))
         return model.eval()

@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..engine.progress import progress
 from . import _steps as S
 from ._tuning import TunableConfig, TunableMethod
 from .base import UnlearnTask, register_method
@@ -53,11 +52,10 @@ class BoundaryShrink(TunableMethod):
         c = self.config
         oracle = S.frozen(model)
         opt = S.optimizer(model, c.optimizer, c.lr, c.weight_decay)
-        i = 0
-        for _ in progress(range(c.epochs), "boundary-shrink", c.epochs):
+        loop = S.Loop(task, "boundary-shrink", c.epochs)
+        for _ in loop:
             model.train()
             for x, y in S.batches(task.forget, c.batch_size, task):
                 target = neighbour_labels(oracle, x, y, c.bound)
-                S.step(model, opt, F.cross_entropy(model(x), target), task, "boundary-shrink", i)
-                i += 1
+                loop.step(model, opt, F.cross_entropy(model(x), target))
         return model.eval()

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import nn
 
-from ..engine.progress import progress
 from . import _steps as S
 from ._tuning import TunableConfig, TunableMethod
 from .base import UnlearnTask, register_method
@@ -38,10 +37,9 @@ class GradAscent(TunableMethod):
     def run(self, model: nn.Module, task: UnlearnTask) -> nn.Module:
         c = self.config
         opt = S.optimizer(model, c.optimizer, c.lr, c.weight_decay)
-        i = 0
-        for _ in progress(range(c.epochs), "grad-ascent", c.epochs):
+        loop = S.Loop(task, "grad-ascent", c.epochs)
+        for _ in loop:
             model.train()
             for x, y in S.batches(task.forget, c.batch_size, task):
-                S.step(model, opt, -F.cross_entropy(model(x), y), task, "grad-ascent", i)
-                i += 1
+                loop.step(model, opt, -F.cross_entropy(model(x), y))
         return model.eval()

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..engine.progress import progress
 from . import _steps as S
 from ._tuning import TunableConfig, TunableMethod
 from .base import UnlearnTask, register_method
@@ -49,11 +48,10 @@ class L1Sparse(TunableMethod):
         opt = S.optimizer(model, c.optimizer, c.lr, c.weight_decay)
         parts = [S.subsample(task.retain, c.retain_fraction, task.generator) for _ in range(c.epochs)]
         total = sum(S.steps_per_epoch(len(p), c.batch_size) for p in parts)
-        i = 0
-        for part in progress(parts, "l1-sparse", c.epochs):
+        loop = S.Loop(task, "l1-sparse", c.epochs)
+        for e in loop:
             model.train()
-            for x, y in S.batches(part, c.batch_size, task):
-                gamma = c.gamma * (1.0 - i / total)
-                S.step(model, opt, F.cross_entropy(model(x), y) + gamma * l1_norm(model), task, "l1-sparse", i)
-                i += 1
+            for x, y in S.batches(parts[e], c.batch_size, task):
+                gamma = c.gamma * (1.0 - loop.i / total)
+                loop.step(model, opt, F.cross_entropy(model(x), y) + gamma * l1_norm(model))
         return model.eval()

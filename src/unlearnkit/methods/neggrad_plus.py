@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import nn
 
-from ..engine.progress import progress
 from . import _steps as S
 from ._tuning import TunableConfig, TunableMethod
 from .base import UnlearnTask, register_method
@@ -41,12 +40,11 @@ class NegGradPlus(TunableMethod):
         c = self.config
         opt = S.optimizer(model, c.optimizer, c.lr, c.weight_decay)
         retain = S.cycle(task.retain, c.batch_size, task)
-        i = 0
-        for _ in progress(range(c.epochs), "neggrad-plus", c.epochs):
+        loop = S.Loop(task, "neggrad-plus", c.epochs)
+        for _ in loop:
             model.train()
             for xf, yf in S.batches(task.forget, c.batch_size, task):
                 xr, yr = next(retain)
                 loss = c.alpha * F.cross_entropy(model(xr), yr) - (1 - c.alpha) * F.cross_entropy(model(xf), yf)
-                S.step(model, opt, loss, task, "neggrad-plus", i)
-                i += 1
+                loop.step(model, opt, loss)
         return model.eval()

@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..engine.progress import progress
 from . import _steps as S
 from ._tuning import TunableConfig, TunableMethod
 from .base import UnlearnTask, register_method
@@ -52,14 +51,13 @@ class RandomLabel(TunableMethod):
         opt = S.optimizer(model, c.optimizer, c.lr, 0.0 if mask is not None else wd)
         n_retain = int(round(c.batch_size * c.retain_per_forget))
         retain = S.cycle(task.retain, n_retain, task) if n_retain > 0 else None
-        i = 0
-        for _ in progress(range(c.epochs), self.name, c.epochs):
+        loop = S.Loop(task, self.name, c.epochs)
+        for _ in loop:
             model.train()
             for xf, yf in S.batches(task.forget, c.batch_size, task):
                 x, y = xf, S.random_labels(yf, task.num_classes, task.generator, task.forget_classes, c.other_labels)
                 if retain is not None:
                     xr, yr = next(retain)
                     x, y = torch.cat([x, xr]), torch.cat([y, yr])
-                S.step(model, opt, F.cross_entropy(model(x), y), task, self.name, i, mask, wd)
-                i += 1
+                loop.step(model, opt, F.cross_entropy(model(x), y), mask, wd)
         return model.eval()

@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..engine.progress import progress
 from . import _steps as S
 from ._tuning import TunableConfig, TunableMethod
 from .base import UnlearnTask, register_method
@@ -50,20 +49,18 @@ class Scrub(TunableMethod):
         c = self.config
         teacher = S.frozen(model)
         opt = S.optimizer(model, c.optimizer, c.lr, c.weight_decay)
-        i = 0
-        for epoch in progress(range(c.epochs), "scrub", c.epochs):
+        loop = S.Loop(task, "scrub", c.epochs)
+        for epoch in loop:
             model.train()
             if epoch < c.max_steps:
                 for x, _ in S.batches(task.forget, c.forget_batch_size, task):
                     with torch.no_grad():
                         t = teacher(x)
-                    S.step(model, opt, -S.distill_kl(model(x), t, c.temperature), task, "scrub", i)
-                    i += 1
+                    loop.step(model, opt, -S.distill_kl(model(x), t, c.temperature))
             for x, y in S.batches(S.subsample(task.retain, c.retain_fraction, task.generator), c.batch_size, task):
                 with torch.no_grad():
                     t = teacher(x)
                 s = model(x)
                 loss = c.gamma * F.cross_entropy(s, y) + c.alpha * S.distill_kl(s, t, c.temperature)
-                S.step(model, opt, loss, task, "scrub", i)
-                i += 1
+                loop.step(model, opt, loss)
         return model.eval()

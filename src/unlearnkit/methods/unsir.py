@@ -20,7 +20,6 @@ from torch import Tensor, nn
 
 from ..data.bundle import Part
 from ..data.transforms import to_float
-from ..engine.progress import progress
 from . import _steps as S
 from ._tuning import TunableConfig, TunableMethod
 from .base import UnlearnTask, register_method
@@ -84,9 +83,11 @@ class Unsir(TunableMethod):
         xs = [n for n, _ in noise for _ in range(c.noise_repeats)] + [to_float(retain.x)]
         ys = [torch.full((len(n),), k, dtype=torch.long) for n, k in noise for _ in range(c.noise_repeats)]
         impair = Part(torch.cat(xs), torch.cat(ys + [retain.y]), torch.arange(sum(len(x) for x in xs)), "none")
-        for part, lr, name in progress([(impair, c.impair_lr, "impair"), (retain, c.repair_lr, "repair")], "unsir", 2):
+        for part, lr, phase in ((impair, c.impair_lr, "impair"), (retain, c.repair_lr, "repair")):
             opt = S.optimizer(model, c.optimizer, lr, 0.0)
-            model.train()
-            for i, (x, y) in enumerate(S.batches(part, c.batch_size, task, augment=False)):
-                S.step(model, opt, F.cross_entropy(model(x), y), task, f"unsir {name}", i)
+            loop = S.Loop(task, f"unsir-{phase}", 1)
+            for _ in loop:
+                model.train()
+                for x, y in S.batches(part, c.batch_size, task, augment=False):
+                    loop.step(model, opt, F.cross_entropy(model(x), y))
         return model.eval()
