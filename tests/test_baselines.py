@@ -173,3 +173,13 @@ def test_suites_list_every_baseline_tuned_and_report_the_chosen_settings_time():
     m = {"seconds": 30.0, "reference": {"seconds": 100.0}, "salun": {"selection": {"chosen_seconds": 10.0}}}
     cols = {c.label: c.get(m) for c in COLUMNS}
     assert (cols["seconds"], cols["speed-up"], cols["tuning s"]) == (10.0, 10.0, 30.0)
+
+
+def test_tuning_for_sample_forgetting_scores_the_heldout_membership_attack(mlp_run, tmp_path):
+    out = forget(mlp_run, "salun", tmp_path / "tuned", forget_random=0.1, settings={"tune": True, "epochs": 1})
+    sel = json.loads((out / "metrics.json").read_text())["salun"]["selection"]
+    assert len(sel["trials"]) == 3
+    for t in sel["trials"]:
+        expect = abs(t["forget_acc"] - t["val_acc"]) + max(0.0, sel["original"]["val_acc"] - t["val_acc"]) + \
+            abs(t["mia_forget"] - t["mia_val"])
+        assert t["score"] == pytest.approx(expect, abs=1e-3)

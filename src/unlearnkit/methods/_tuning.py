@@ -134,11 +134,11 @@ def val_stats(model: nn.Module, task: UnlearnTask) -> dict[str, float]:
         stats["val_forget_acc"] = accuracy(logits[gone], val.y[gone]) if gone.any() else 0.0
         return stats
     stats["val_acc"] = accuracy(logits, val.y)
-    stats.update(_mia_shares(model, task, logits))
+    stats.update(_mia_shares(model, task, logits, f_logits))
     return stats
 
 
-def _mia_shares(model: nn.Module, task: UnlearnTask, val_logits: Tensor) -> dict[str, float]:
+def _mia_shares(model: nn.Module, task: UnlearnTask, val_logits: Tensor, f_logits: Tensor) -> dict[str, float]:
     """Share (%) predicted non-member, for the forget set and for held-out val samples, by the metrics' SVC."""
     from sklearn.svm import SVC
 
@@ -148,7 +148,6 @@ def _mia_shares(model: nn.Module, task: UnlearnTask, val_logits: Tensor) -> dict
     members = task.retain.subset(torch.arange(min(half, len(task.retain))))
     conf_m = true_label_confidence(predict_logits(model, members, task.device), members.y)
     conf_v = true_label_confidence(val_logits, task.val.y)
-    f_logits = predict_logits(model, task.forget, task.device)
     conf_f = true_label_confidence(f_logits, task.forget.y)
     x = np.concatenate([conf_m, conf_v[:half]]).reshape(-1, 1)
     t = np.concatenate([np.ones(len(conf_m)), np.zeros(half)])
