@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import UserError
 from . import register_suite
-from .runner import Column, Row, Scenario, Suite, key
+from .runner import FASHION_MNIST_RESNET18, Column, Row, Scenario, Suite, key
 
 ATTACKS = ("badnets", "blend", "sig", "wanet", "trojan", "l0-inv", "l2-inv")
 BASELINES = ("finetune", "fine-pruning", "nad", "anp")
@@ -43,7 +43,7 @@ def backdoor_suite(settings: dict[str, Any]) -> Suite:
     rows = [Row("ibau", request={"clean_size": clean}, label="ibau"),
             Row("ibau", request={"clean_size": small}, label=f"ibau-{small}")]
     rows += [Row(m, request={"clean_size": clean}) for m in BASELINES]
-    return Suite("backdoor", "fashion-mnist", "resnet18", train={}, scenarios=scenarios, rows=rows,
+    return Suite("backdoor", "fashion-mnist", "resnet18", train=dict(FASHION_MNIST_RESNET18), scenarios=scenarios, rows=rows,
                  columns=list(COLUMNS), reference_row=None,
                  notes=f"10% poisoning, target class 0; defences see {clean} clean held-out images "
                        f"(ibau-{small}: {small}). `before` = the backdoored model.")
