@@ -43,7 +43,8 @@ def backdoor_suite(settings: dict[str, Any]) -> Suite:
     rows = [Row("ibau", request={"clean_size": clean}, label="ibau"),
             Row("ibau", request={"clean_size": small}, label=f"ibau-{small}")]
     rows += [Row(m, request={"clean_size": clean}) for m in BASELINES]
-    return Suite("backdoor", "fashion-mnist", "resnet18", train=dict(FASHION_MNIST_RESNET18), scenarios=scenarios, rows=rows,
+    return Suite("backdoor", "fashion-mnist", "resnet18", train=dict(FASHION_MNIST_RESNET18), scenarios=scenarios,
+                 rows=rows,
                  columns=list(COLUMNS), reference_row=None,
                  notes=f"10% poisoning, target class 0; defences see {clean} clean held-out images "
                        f"(ibau-{small}: {small}). `before` = the backdoored model.")
