@@ -139,7 +139,7 @@ def test_ngf_tunes_only_the_last_layer_and_lowers_the_asr(poisoned) -> None:
     model, b, clean = poisoned
     acc0, asr0 = _acc_asr(model, b)
     assert asr0 > 90
-    out, figures = _run_ngf(model, clean, ["steps=300"])
+    out, figures = _run_ngf(model, clean, [])
     before, after = model.state_dict(), out.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"net.5.weight", "net.5.bias"}  # the final nn.Linear of the mlp

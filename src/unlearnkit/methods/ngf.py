@@ -111,7 +111,7 @@ class NGF(Method):
         ekfac: bool = False
         natural: bool = True  # false: plain SGD on the same layer (the paper's ablation)
         fisher: str = "true"
-        eta: float = 1.0  # weight of the Fisher (EWC-form) regulariser; 0 disables it
+        eta: float = 1e-3  # weight of the Fisher (EWC-form) regulariser; 0 disables it
         reinit: bool = False  # Xavier re-initialisation of the classifier first (disables the regulariser)
         all_layers: bool = False  # the released code: the other layers move too, with plain SGD
         augment: bool = True
@@ -121,8 +121,9 @@ class NGF(Method):
                   and 0 <= self.stat_decay < 1 and self.cov_every >= 1 and self.inv_every >= 1 and self.eta >= 0
                   and self.momentum >= 0 and self.weight_decay >= 0 and all(0 < f < 1 for f in self.milestones))
             if not ok:
-                raise UserError("ngf settings out of range: steps, batch_size, cov_every, inv_every >= 1; lr, damping, "
-                                "kl_clip > 0; 0 <= stat_decay < 1; eta, momentum, weight_decay >= 0; milestones in (0, 1)")
+                raise UserError("ngf settings out of range: steps, batch_size, cov_every, inv_every >= 1; lr, "
+                                "damping, kl_clip > 0; 0 <= stat_decay < 1; eta, momentum, weight_decay >= 0; "
+                                "milestones in (0, 1)")
             if self.fisher not in FISHERS:
                 raise UserError(f"--set fisher={self.fisher}: choose one of {', '.join(FISHERS)}")
 
