@@ -122,9 +122,16 @@ def _json_default(o: Any) -> Any:
 
 
 class RunWriter:
-    """Builds a run directory under a temporary name; `commit()` renames it into place."""
+    """Builds a run directory under a temporary name; `commit()` renames it into place.
 
-    def __init__(self, out: str | Path, overwrite: bool = False, inputs: tuple[str | Path, ...] = ()) -> None:
+    With `resume` set (True or False) the output is resumable: the temporary directory has a fixed name,
+    `.<name>.partial`, and survives errors and Ctrl-C, so a long job can keep its checkpoints there and pick
+    them up again. `resume=True` continues an existing partial directory (`resumed` tells whether there was
+    one); `resume=False` refuses to start over one unless `overwrite` (which discards it).
+    """
+
+    def __init__(self, out: str | Path, overwrite: bool = False, inputs: tuple[str | Path, ...] = (),
+                 resume: bool | None = None) -> None:
         self.out = Path(out).expanduser()
         for src in inputs:
             s = Path(src).resolve()
@@ -136,8 +143,18 @@ class RunWriter:
         if self.out.exists() and not self.out.is_dir():
             raise UserError(f"output {self.out} exists and is not a directory: choose another --out")
         self.overwrite = overwrite
-        self.tmp = self.out.parent / f".{self.out.name}.tmp-{uuid.uuid4().hex[:8]}"
-        self._made = False
+        self.resumable = resume is not None
+        if self.resumable:
+            self.tmp = self.out.parent / f".{self.out.name}.partial"
+            if self.tmp.exists() and not resume:
+                if not overwrite:
+                    raise UserError(f"{self.tmp} holds an interrupted build of {self.out}: pass --resume to "
+                                    f"continue it, or --overwrite to start over")
+                shutil.rmtree(self.tmp)
+        else:
+            self.tmp = self.out.parent / f".{self.out.name}.tmp-{uuid.uuid4().hex[:8]}"
+        self.resumed = self.resumable and self.tmp.is_dir()
+        self._made = self.resumed
 
     def _ensure(self) -> Path:
         if not self._made:
@@ -175,8 +192,13 @@ class RunWriter:
         self._made = False
         return self.out
 
+    def workdir(self) -> Path:
+        """The temporary directory being filled (created on first use)."""
+        return self._ensure()
+
     def abort(self) -> None:
-        if self._made:
+        """Drop the temporary directory (a resumable one is kept, for `--resume`)."""
+        if self._made and not self.resumable:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self._made = False
 
