@@ -13,7 +13,8 @@ from .errors import UserError  # noqa: E402
 from .methods import Method, UnlearnTask, register_method  # noqa: E402
 from .models import build_model, register_model  # noqa: E402
 from .pipeline import evaluate, forget, predict, train  # noqa: E402
+from .report import report  # noqa: E402
 
 __all__ = ["DataBundle", "ForgetSpec", "Method", "Run", "UnlearnTask", "UserError", "build_model", "demo",
            "describe", "evaluate", "forget", "load_dataset", "load_run", "predict", "register_method",
-           "register_model", "train"]
+           "register_model", "report", "train"]

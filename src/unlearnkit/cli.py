@@ -6,10 +6,13 @@ Exit codes: 0 success, 2 bad input (one line naming the problem and the fix), 1 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import sys
 from collections.abc import Callable, Sequence
 
+from .engine.distributed import is_main
 from .errors import UserError
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -54,6 +57,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
 
+def _tensorboard(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tensorboard", metavar="DIR",
+                   help="also log losses and metrics for TensorBoard under DIR/<run name> (needs unlearnkit[tb])")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="unlearnkit", description="Make a trained image classifier forget, and measure it.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
@@ -82,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--poison-ratio", type=float, default=0.1)
     t.add_argument("--all-to-all", action="store_true")
     t.add_argument("--poison-set", nargs="*", metavar="KEY=VALUE", help="attack options")
+    _tensorboard(t)
     _common(t)
 
     f = sub.add_parser("forget", help="unlearn a class, samples or a backdoor; writes a new run directory")
@@ -100,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--retrain", action="store_true")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--data-root")
+    _tensorboard(f)
     _common(f)
 
     e = sub.add_parser("evaluate", help="recompute a run's metrics (writes nothing)")
@@ -118,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="what is available")
     ls.add_argument("what", choices=["methods", "attacks", "datasets", "models"])
+
+    rp = sub.add_parser("report", help="one self-contained HTML page of one or several runs (plots embedded)")
+    rp.add_argument("runs", nargs="+", metavar="RUN")
+    rp.add_argument("--out", required=True, metavar="FILE.html")
+    rp.add_argument("--data-root")
+    rp.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    rp.add_argument("--quiet", action="store_true")
 
     h = sub.add_parser("hyperforget", help="train a diffusion hypernetwork once, then sample unlearned models")
     hs = h.add_subparsers(dest="hyperforget_command", parser_class=_Parser)
@@ -175,7 +192,10 @@ def _train(a: argparse.Namespace) -> int:
     out = train(a.data, a.arch, a.out, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, optimizer=a.optimizer,
                 seed=a.seed, data_root=a.data_root, image_size=a.image_size, val_fraction=a.val_fraction,
                 arch_kwargs=_kv(a.arch_kwargs), poison=a.poison, target=a.target, poison_ratio=a.poison_ratio,
-                all_to_all=a.all_to_all, poison_settings=_kv(a.poison_set), overwrite=a.overwrite)
+                all_to_all=a.all_to_all, poison_settings=_kv(a.poison_set), overwrite=a.overwrite,
+                tensorboard=a.tensorboard)
+    if not is_main():  # under torchrun rank 0 wrote the run (maybe on another node): nothing to read back here
+        return 0
     m = json.loads((out / "metrics.json").read_text())
     extra = "".join(f", {k} {m[k]:.2f}" for k in ("asr", "clean_acc") if k in m)
     print(f"{out}: test accuracy {m['test_acc']:.2f}%{extra} in {m['seconds']:.1f}s")
@@ -190,7 +210,9 @@ def _forget(a: argparse.Namespace) -> int:
     out = forget(a.run, a.method, a.out, forget_class=a.forget_class, forget_random=a.forget_random,
                  forget_indices=a.forget_indices, backdoor=a.backdoor, clean_size=a.clean_size,
                  settings=a.settings, reference=a.reference, retrain=a.retrain, seed=a.seed,
-                 data_root=a.data_root, overwrite=a.overwrite)
+                 data_root=a.data_root, overwrite=a.overwrite, tensorboard=a.tensorboard)
+    if not is_main():
+        return 0
     print(summary_table(json.loads((out / "metrics.json").read_text()), a.method))
     print(f"written: {out}")
     return 0
@@ -226,6 +248,14 @@ def _list(a: argparse.Namespace) -> int:
         print(f"{name:22s}{text}")
     return 0
 
+
+@command("report")
+def _report(a: argparse.Namespace) -> int:
+    from .report import report
+
+    out = report(a.runs, a.out, data_root=a.data_root, overwrite=a.overwrite)
+    print(f"written: {out}")
+    return 0
 
 @command("hyperforget")
 def _hyperforget(a: argparse.Namespace) -> int:
@@ -269,8 +299,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 2
         from .engine.progress import set_quiet
+        from .engine.runlog import set_command
 
+        set_command(list(sys.argv[1:] if argv is None else argv))
         set_quiet(getattr(a, "quiet", False))
+        if not is_main():  # under torchrun, only rank 0 talks
+            with contextlib.redirect_stdout(io.StringIO()):
+                return COMMANDS[a.command](a)
         return COMMANDS[a.command](a)
     except UserError as err:
         print(f"unlearnkit: error: {err}", file=sys.stderr)

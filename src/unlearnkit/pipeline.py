@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .data import DataBundle, ForgetSpec, Split, load_dataset, make_split, parse_forget_spec
+from .engine import distributed, runlog
 from .engine.device import get_device
 from .engine.evaluate import Predictions, compare, evaluate_model
 from .engine.progress import say
@@ -80,12 +81,13 @@ def train(data: str = "digits", arch: str = "cnn-small", out: str | Path = "runs
           image_size: int | None = None, val_fraction: float = DEFAULT_VAL_FRACTION,
           arch_kwargs: dict[str, Any] | None = None, poison: str | None = None, target: int = 0,
           poison_ratio: float = 0.1, all_to_all: bool = False, poison_settings: dict | None = None,
-          overwrite: bool = False) -> Path:
+          overwrite: bool = False, tensorboard: str | Path | None = None) -> Path:
     """Train a classifier (optionally with a planted backdoor) and write a run directory.
 
+    With `tensorboard=DIR`, losses and metrics are also logged for TensorBoard under DIR/<run name>.
     Returns the path of the run directory.
     """
-    writer = RunWriter(out, overwrite)
+    writer = RunWriter(out, overwrite, tensorboard=tensorboard)
     if not 0.0 <= val_fraction < 1.0:
         raise UserError(f"--val-fraction {val_fraction} is outside [0, 1): use e.g. 0.1")
     cfg = TrainConfig()
@@ -195,16 +197,22 @@ def run_method(name: str, settings: dict | list[str] | None, model: nn.Module, m
     needs = method.needs_for(req.scenario)
     task = build_task(meta, bundle, req, needs, seed, clean_size)
     work = copy.deepcopy(model)
+    first_epoch = runlog.epoch_mark()
     t0 = time.perf_counter()
     out = method.unlearn(work, task)
     seconds = time.perf_counter() - t0
+    distributed.broadcast_model(out)  # under torchrun, every rank evaluates rank 0's model
     out.eval()
     bad = [n for n, p in out.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
     if bad:
         from .errors import NumericalError
 
         raise NumericalError(f"method {name!r} produced NaN/inf weights ({bad[0]}); lower its learning rate")
-    return out, config_dict(method.config), seconds, task.figures
+    losses = runlog.losses_since(first_epoch)  # loss curves of fit() ('loss' alone if it ran under the method's name)
+    if list(losses) == [f"{name}_loss"]:
+        losses = {"loss": losses[f"{name}_loss"]}
+    figures = {**losses, **task.figures}
+    return out, config_dict(method.config), seconds, figures
 
 
 def _metrics_for(model: nn.Module, bundle: DataBundle, req: Request, meta: dict, seed: int,
@@ -221,7 +229,8 @@ def forget(run: str | Path, method: str, out: str | Path, *, forget_class: str |
            forget_random: float | None = None, forget_indices: str | Path | None = None, backdoor: bool = False,
            clean_size: int | None = None, settings: dict | list[str] | None = None,
            reference: str | Path | None = None, retrain: bool = False, seed: int = 0,
-           data_root: str | Path | None = None, overwrite: bool = False) -> Path:
+           data_root: str | Path | None = None, overwrite: bool = False,
+           tensorboard: str | Path | None = None) -> Path:
     """Unlearn with `method` and write a new run directory (the input run is never modified).
 
     With `retrain=True` the retrained reference is trained in the same run (written to `OUT/reference`),
@@ -229,7 +238,7 @@ def forget(run: str | Path, method: str, out: str | Path, *, forget_class: str |
     retrained run is used.
     """
     src = load_run(run)
-    writer = RunWriter(out, overwrite, inputs=(run,) + ((reference,) if reference else ()))
+    writer = RunWriter(out, overwrite, inputs=(run,) + ((reference,) if reference else ()), tensorboard=tensorboard)
     if reference is not None and retrain:
         raise UserError("--reference and --retrain both given: choose one")
     cls = METHODS.get(method)
@@ -287,6 +296,8 @@ def _write_plain_run(d: Path, model: nn.Module, meta: dict, metrics: dict) -> No
 
     from .engine.rundir import _dump, state_dict_cpu
 
+    if not distributed.is_main():
+        return
     save_file(state_dict_cpu(model), str(d / "model.safetensors"))
     (d / "meta.json").write_text(_dump(meta))
     (d / "metrics.json").write_text(_dump(metrics))

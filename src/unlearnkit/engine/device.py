@@ -17,6 +17,8 @@ def _state():
     from accelerate import PartialState
 
     cpu = os.environ.get("UNLEARNKIT_DEVICE", "").lower() == "cpu"
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+        cpu = True  # torchrun on a machine without GPUs: accelerate joins the ranks only in its CPU (gloo) mode
     return PartialState(cpu=cpu)
 
 

@@ -8,6 +8,9 @@ from typing import TypeVar
 
 from tqdm.auto import tqdm
 
+from . import runlog
+from .distributed import is_main
+
 T = TypeVar("T")
 _QUIET = False
 
@@ -18,7 +21,7 @@ def set_quiet(quiet: bool) -> None:
 
 
 def enabled() -> bool:
-    return not _QUIET and sys.stderr.isatty()
+    return not _QUIET and sys.stderr.isatty() and is_main()
 
 
 def progress(it: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
@@ -27,6 +30,7 @@ def progress(it: Iterable[T], desc: str, total: int | None = None) -> Iterator[T
 
 
 def say(msg: str) -> None:
-    """One line of status on stderr, unless quiet."""
-    if not _QUIET:
+    """One line of status on stderr, unless quiet (and in the run's log.txt either way)."""
+    runlog.log(msg)
+    if not _QUIET and is_main():
         print(msg, file=sys.stderr, flush=True)

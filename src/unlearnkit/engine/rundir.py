@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import shutil
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +20,11 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from . import runlog
+from .distributed import barrier, is_main
 
 REQUIRED_META = ("arch", "num_classes", "classes", "input_shape", "normalization", "data")
-MODEL_FILE, META_FILE, METRICS_FILE = "model.safetensors", "meta.json", "metrics.json"
+MODEL_FILE, META_FILE, METRICS_FILE, LOG_FILE = "model.safetensors", "meta.json", "metrics.json", "log.txt"
 
 
 def versions() -> dict[str, str]:
@@ -124,6 +127,9 @@ def _json_default(o: Any) -> Any:
 class RunWriter:
     """Builds a run directory under a temporary name; `commit()` renames it into place.
 
+    Under torchrun only rank 0 writes; the other ranks' calls do nothing, and `commit()` returns on every
+    rank only once the directory is in place. `commit()` also writes `log.txt` (see `engine.runlog`).
+
     With `resume` set (True or False) the output is resumable: the temporary directory has a fixed name,
     `.<name>.partial`, and survives errors and Ctrl-C, so a long job can keep its checkpoints there and pick
     them up again. `resume=True` continues an existing partial directory (`resumed` tells whether there was
@@ -131,7 +137,7 @@ class RunWriter:
     """
 
     def __init__(self, out: str | Path, overwrite: bool = False, inputs: tuple[str | Path, ...] = (),
-                 resume: bool | None = None) -> None:
+                 tensorboard: str | Path | None = None, resume: bool | None = None) -> None:
         self.out = Path(out).expanduser()
         for src in inputs:
             s = Path(src).resolve()
@@ -155,9 +161,14 @@ class RunWriter:
             self.tmp = self.out.parent / f".{self.out.name}.tmp-{uuid.uuid4().hex[:8]}"
         self.resumed = self.resumable and self.tmp.is_dir()
         self._made = self.resumed
+        self._log_start, self._t0 = runlog.mark(), time.perf_counter()
+        self._meta: dict = {}
+        self._metrics: dict = {}
+        if tensorboard is not None and is_main():
+            runlog.open_tensorboard(Path(tensorboard).expanduser() / self.out.name)
 
     def _ensure(self) -> Path:
-        if not self._made:
+        if not self._made and is_main():
             self.out.parent.mkdir(parents=True, exist_ok=True)
             self.tmp.mkdir()
             self._made = True
@@ -166,22 +177,34 @@ class RunWriter:
     def save_model(self, model: nn.Module) -> None:
         from safetensors.torch import save_file
 
-        save_file(state_dict_cpu(model), str(self._ensure() / MODEL_FILE))
+        if is_main():
+            save_file(state_dict_cpu(model), str(self._ensure() / MODEL_FILE))
 
     def write_json(self, name: str, obj: Any) -> None:
-        (self._ensure() / name).write_text(_dump(obj))
+        if name == META_FILE:
+            self._meta = obj
+        elif name == METRICS_FILE:
+            self._metrics = obj
+        self.write_text(name, _dump(obj))
 
     def write_text(self, name: str, text: str) -> None:
-        (self._ensure() / name).write_text(text)
+        if is_main():
+            (self._ensure() / name).write_text(text)
 
     def subdir(self, name: str) -> Path:
         d = self._ensure() / name
-        d.mkdir(parents=True, exist_ok=True)
+        if is_main():
+            d.mkdir(parents=True, exist_ok=True)
         return d
 
     def commit(self) -> Path:
         """Atomically publish the finished directory (replacing an old one only with --overwrite)."""
-        self._ensure()
+        if not is_main():
+            barrier()
+            return self.out
+        self.write_text(LOG_FILE, runlog.render(self._log_start, self._meta, self._metrics,
+                                                time.perf_counter() - self._t0))
+        runlog.close_tensorboard(self._metrics)
         old = None
         if self.out.exists():
             old = self.out.parent / f".{self.out.name}.old-{uuid.uuid4().hex[:8]}"
@@ -190,6 +213,7 @@ class RunWriter:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         self._made = False
+        barrier()
         return self.out
 
     def workdir(self) -> Path:
@@ -198,6 +222,7 @@ class RunWriter:
 
     def abort(self) -> None:
         """Drop the temporary directory (a resumable one is kept, for `--resume`)."""
+        runlog.close_tensorboard()
         if self._made and not self.resumable:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self._made = False

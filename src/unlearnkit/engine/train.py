@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from ..data.bundle import Part
 from ..errors import NumericalError
+from . import distributed, runlog
 from .progress import progress
 
 
@@ -61,8 +62,13 @@ def check_finite(loss: Tensor, where: str, step: int) -> None:
 
 def fit(model: nn.Module, data: Part, cfg: TrainConfig, device: torch.device, generator: torch.Generator,
         desc: str = "train", loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None) -> list[float]:
-    """Train `model` in place on `data` with `cfg`; return the mean loss of each epoch."""
+    """Train `model` in place on `data` with `cfg`; return the mean loss of each epoch.
+
+    Under torchrun each rank trains on its slice of every global batch of `cfg.batch_size` (see
+    `engine.distributed`), so the result does not depend on the number of processes.
+    """
     loss_fn = loss_fn or F.cross_entropy
+    net = distributed.wrap(model, device)
     opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
     steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
     sched = make_scheduler(opt, cfg.schedule, cfg.epochs * steps_per_epoch)
@@ -71,28 +77,39 @@ def fit(model: nn.Module, data: Part, cfg: TrainConfig, device: torch.device, ge
     for _epoch in progress(range(cfg.epochs), desc, cfg.epochs):
         model.train()
         total, count = torch.zeros((), device=device), 0
-        for x, y in data.batches(cfg.batch_size, device, shuffle=True, generator=generator, augment=cfg.augment):
-            loss = loss_fn(model(x), y)
+        batches = data.batches(cfg.batch_size, device, shuffle=True, generator=generator, augment=cfg.augment)
+        for x, y in progress(batches, f"{desc} epoch", steps_per_epoch):
+            x, y, weight = distributed.my_share(x, y)
+            loss = loss_fn(net(x), y)
             check_finite(loss, desc, step)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * weight if weight != 1.0 else loss).backward()
             opt.step()
             sched.step()
-            total += loss.detach() * len(y)
-            count += len(y)
+            total += loss.detach() * len(y) * (weight > 0)
+            count += len(y) * (weight > 0)
             step += 1
-        history.append(float(total) / max(1, count))
+        total_all, count_all = distributed.sum_over_ranks(float(total), count)
+        history.append(total_all / max(1, count_all))
+        runlog.epoch(desc, len(history), cfg.epochs, history[-1])
     model.eval()
     return history
 
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, data: Part, device: torch.device, batch_size: int = 512) -> Tensor:
-    """Logits for every sample of `data` (eval mode), on the CPU."""
+    """Logits for every sample of `data` (eval mode), on the CPU.
+
+    Under torchrun each rank predicts one chunk and the chunks are gathered, each sample exactly once.
+    """
+    n = len(data)
+    if n == 0:
+        return torch.zeros(0)
     was_training = model.training
     model.eval()
-    out = [model(x).float().cpu() for x, _ in data.batches(batch_size, device)]
+    local = data.subset(distributed.shard_indices(n)) if distributed.world_size() > 1 else data
+    steps = math.ceil(len(local) / batch_size)
+    keep = device if distributed.world_size() > 1 else torch.device("cpu")  # nccl gathers device tensors
+    out = [model(x).float().to(keep) for x, _ in progress(local.batches(batch_size, device), "predict", steps)]
     model.train(was_training)
-    if not out:
-        return torch.zeros(0)
-    return torch.cat(out)
+    return distributed.gather_rows(torch.cat(out), n).cpu()

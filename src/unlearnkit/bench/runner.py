@@ -1,0 +1,305 @@
+"""The benchmark runner: methods (rows) x scenarios x seeds, against a retrained reference.
+
+A suite is declared as data (`Suite`); the runner trains each original model once per seed, retrains the
+reference once per seed and scenario (both cached on disk, keyed by their full recipe, so suites that share a
+setting share the cost), runs every row through `pipeline.forget`, and writes:
+
+- `results.json` / `results.csv`: one record per (scenario, row, seed) with every metric,
+- `summary.csv` and `table.md`: mean ± std over seeds per column, with machine, command and date.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..engine.progress import say
+from ..errors import UserError
+
+
+@dataclass
+class Row:
+    """One method (with settings) in the table."""
+
+    method: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    label: str | None = None
+    request: dict[str, Any] = field(default_factory=dict)  # per-row request overrides, e.g. clean_size
+
+    @property
+    def name(self) -> str:
+        return self.label or self.method
+
+
+@dataclass
+class Scenario:
+    """A forget request (kwargs of `pipeline.forget`) on an original trained with `train` extras (e.g. poison)."""
+
+    name: str
+    request: dict[str, Any]
+    train: dict[str, Any] = field(default_factory=dict)
+    reference: bool = True
+
+
+@dataclass
+class Column:
+    """A table column: a label and how to read it from one run's metrics.json."""
+
+    label: str
+    get: Callable[[dict], float | None]
+
+
+def key(k: str) -> Column:
+    """Column reading a top-level metrics key."""
+    return Column(k, lambda m: m.get(k))
+
+
+def gap(k: str, label: str | None = None) -> Column:
+    return Column(label or f"gap {k}", lambda m: m.get("gap", {}).get(k))
+
+
+UA = Column("UA", lambda m: None if "forget_acc" not in m else 100.0 - m["forget_acc"])
+RA = Column("RA", lambda m: m.get("retain_acc"))
+TA = Column("TA", lambda m: m.get("test_acc"))
+UNLEARNING_COLUMNS = [UA, RA, TA, key("forget_test_acc"), key("mia_efficacy"), gap("avg", "avg gap"),
+                      key("seconds"), key("speedup")]
+
+
+@dataclass
+class Suite:
+    """What to run: data, model, training recipe, scenarios, rows and the columns of the table."""
+
+    name: str
+    data: str
+    arch: str
+    train: dict[str, Any]
+    scenarios: list[Scenario]
+    rows: list[Row]
+    columns: list[Column] = field(default_factory=lambda: list(UNLEARNING_COLUMNS))
+    reference_row: str | None = "retrain"  # label of the reference's own row in the table (None: no such row)
+    notes: str = ""
+
+
+COMMON_SETTINGS = ("quick", "data", "arch", "epochs", "methods", "scenarios", "cache")
+
+
+def apply_common_settings(suite: Suite, settings: dict[str, Any]) -> Suite:
+    """Settings every suite accepts: quick=true (digits, cnn-small, few epochs: for tests), data=, arch=,
+    epochs=, methods=a,b (keep only these rows), scenarios=a,b; cache=DIR is read by `run_suite`."""
+    s = dict(settings)
+    if str(s.pop("quick", "false")).lower() in ("1", "true", "yes"):
+        suite.data, suite.arch = "digits", "cnn-small"
+        suite.train = {**suite.train, "epochs": 6, "batch_size": 64, "lr": 0.05}
+    suite.data = s.pop("data", suite.data)
+    suite.arch = s.pop("arch", suite.arch)
+    if "epochs" in s:
+        suite.train = {**suite.train, "epochs": int(s.pop("epochs"))}
+    if "methods" in s:
+        keep = str(s.pop("methods")).replace(";", ",").split(",")
+        suite.rows = [r for r in suite.rows if r.name in keep or r.method in keep]
+        if not suite.rows:
+            raise UserError(f"methods={','.join(keep)} selects no row of suite {suite.name!r}")
+    if "scenarios" in s:
+        keep = str(s.pop("scenarios")).split(",")
+        suite.scenarios = [sc for sc in suite.scenarios if sc.name in keep]
+        if not suite.scenarios:
+            raise UserError(f"scenarios={','.join(keep)} selects no scenario of suite {suite.name!r}")
+    return suite
+
+
+def machine_description() -> str:
+    """E.g. '2-core Intel(R) Xeon(R) Processor, no GPU, torch 2.x'."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{os.cpu_count()}-core {cpu}, {gpu}, torch {torch.__version__}"
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def default_cache() -> Path:
+    return Path(os.environ.get("UNLEARNKIT_BENCH_CACHE", Path.home() / ".cache" / "unlearnkit" / "bench"))
+
+
+def cached_original(cache: Path, data: str, arch: str, train: dict, seed: int) -> Path:
+    """Train (once) the original model for this recipe and seed; later calls reuse it."""
+    from ..pipeline import train as train_fn
+
+    recipe = {"data": data, "arch": arch, **train, "seed": seed}
+    path = cache / f"{data.replace(':', '_').replace('/', '_')}-{arch}-{_hash(recipe)}-s{seed}"
+    if not (path / "metrics.json").is_file():
+        say(f"bench: training original {path.name}")
+        train_fn(data, arch, path, seed=seed, overwrite=path.exists(), **train)
+    return path
+
+
+def cached_reference(cache: Path, original: Path, request: dict, seed: int) -> Path:
+    """Retrain (once) the reference without the forget set of `request`; reuse it afterwards."""
+    from ..pipeline import forget
+
+    path = cache / f"{original.name}-retrain-{_hash(request)}"
+    if not (path / "metrics.json").is_file():
+        say(f"bench: retraining reference {path.name}")
+        forget(original, "retrain", path, seed=seed, overwrite=path.exists(), **request)
+    return path
+
+
+def flatten(metrics: dict, prefix: str = "") -> dict[str, float]:
+    """Scalar metrics as 'a.b' keys (lists and matrices are left out)."""
+    out: dict[str, float] = {}
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return mean, std
+
+
+def run(suite: Suite, out: Path, seeds: int = 3, cache: Path | None = None, overwrite: bool = False,
+        command: str | None = None) -> Path:
+    """Run `suite` and write its results under `out` (finished rows are reused when re-run into the same out)."""
+    from ..pipeline import forget
+
+    if seeds < 1:
+        raise UserError(f"--seeds {seeds} must be at least 1")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output {out} exists and is not a directory: choose another --out")
+    cache = Path(cache) if cache else default_cache()
+    records: list[dict] = []
+    t_start = time.perf_counter()
+    for seed in range(seeds):
+        for sc in suite.scenarios:
+            original = cached_original(cache, suite.data, suite.arch, {**suite.train, **sc.train}, seed)
+            reference = cached_reference(cache, original, sc.request, seed) if sc.reference else None
+            if reference is not None and suite.reference_row:
+                ref_metrics = json.loads((reference / "metrics.json").read_text())
+                records.append(_record(suite, sc, suite.reference_row, "retrain", seed, ref_metrics, reference))
+            for row in suite.rows:
+                d = out / "runs" / sc.name / row.name.replace(" ", "_").replace("/", "_") / f"seed{seed}"
+                if overwrite or not (d / "metrics.json").is_file():
+                    say(f"bench {suite.name}: {sc.name} / {row.name} / seed {seed}")
+                    forget(original, row.method, d, seed=seed, settings=dict(row.settings), reference=reference,
+                           overwrite=d.exists(), **{**sc.request, **row.request})
+                m = json.loads((d / "metrics.json").read_text())
+                records.append(_record(suite, sc, row.name, row.method, seed, m, d))
+    return write_results(suite, out, records, seeds, command or _command(), time.perf_counter() - t_start)
+
+
+def _record(suite: Suite, sc: Scenario, row: str, method: str, seed: int, m: dict, path: Path) -> dict:
+    cols = {c.label: c.get(m) for c in suite.columns}
+    return {"suite": suite.name, "scenario": sc.name, "row": row, "method": method, "seed": seed,
+            "run": str(path), "columns": cols, "metrics": flatten({k: v for k, v in m.items()
+                                                                  if k not in ("per_class_acc",)})}
+
+
+def _command() -> str:
+    return "unlearnkit " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "unlearnkit bench"
+
+
+def summarise(suite: Suite, records: list[dict]) -> list[dict]:
+    """Mean ± std over seeds for each (scenario, row) and column."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["scenario"], r["row"]), []).append(r)
+    out = []
+    for (sc, row), rs in groups.items():
+        entry: dict[str, Any] = {"scenario": sc, "row": row, "seeds": len(rs)}
+        for c in suite.columns:
+            vals = [r["columns"][c.label] for r in rs if r["columns"].get(c.label) is not None]
+            if vals:
+                entry[c.label] = mean_std(vals)
+        out.append(entry)
+    return out
+
+
+def markdown_table(suite: Suite, summary: list[dict]) -> str:
+    labels = [c.label for c in suite.columns]
+    multi = len({s["scenario"] for s in summary}) > 1
+    head = (["scenario"] if multi else []) + ["method"] + labels
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in summary:
+        cells = [s["scenario"]] if multi else []
+        cells.append(s["row"])
+        for lab in labels:
+            if lab not in s:
+                cells.append("")
+                continue
+            mean, std = s[lab]
+            fmt = ".2f" if abs(mean) < 1000 else ".0f"
+            cells.append(f"{mean:{fmt}} ± {std:{fmt}}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_results(suite: Suite, out: Path, records: list[dict], seeds: int, command: str, seconds: float) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarise(suite, records)
+    header = {"suite": suite.name, "data": suite.data, "arch": suite.arch, "train": suite.train, "seeds": seeds,
+              "scenarios": [asdict(s) for s in suite.scenarios],
+              "rows": [asdict(r) for r in suite.rows], "machine": machine_description(), "command": command,
+              "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+              "wall_seconds": round(seconds, 1)}
+    _atomic(out / "results.json", json.dumps({"header": header, "records": records,
+                                              "summary": [{k: (list(v) if isinstance(v, tuple) else v)
+                                                           for k, v in s.items()} for s in summary]}, indent=2))
+    keys = sorted({k for r in records for k in r["metrics"]})
+    _atomic_csv(out / "results.csv", ["scenario", "row", "method", "seed"] + keys,
+                [[r["scenario"], r["row"], r["method"], r["seed"]] + [r["metrics"].get(k, "") for k in keys]
+                 for r in records])
+    labels = [c.label for c in suite.columns]
+    _atomic_csv(out / "summary.csv", ["scenario", "row", "seeds"] + [f"{lab} {s}" for lab in labels
+                                                                     for s in ("mean", "std")],
+                [[s["scenario"], s["row"], s["seeds"]] + [v for lab in labels
+                                                          for v in (s.get(lab) or ("", ""))] for s in summary])
+    md = (f"### Suite `{suite.name}`: {suite.data}, {suite.arch}, mean ± std over {seeds} seed(s)\n\n"
+          f"{suite.notes}\n\n" if suite.notes else
+          f"### Suite `{suite.name}`: {suite.data}, {suite.arch}, mean ± std over {seeds} seed(s)\n\n")
+    md += markdown_table(suite, summary)
+    md += (f"\n\nCommand: `{command}`  \nMachine: {header['machine']}  \nDate: {header['date']}; "
+           f"suite wall time {seconds / 60:.1f} min (cached originals/references not re-run).\n")
+    _atomic(out / "table.md", md)
+    return out
+
+
+def _atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _atomic_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    os.replace(tmp, path)

@@ -1,0 +1,33 @@
+"""The benchmark runner: rows x scenarios x seeds, cached originals/references, tables with mean ± std."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from unlearnkit.bench.runner import Row, Scenario, Suite, mean_std, run
+
+
+def test_runner_writes_tables_and_reuses_cache(tmp_path):
+    train = {"epochs": 2, "batch_size": 64, "arch_kwargs": {"hidden": 32}}
+    suite = Suite(name="t", data="digits", arch="mlp", train=train,
+                  scenarios=[Scenario("class-1", {"forget_class": "1"})],
+                  rows=[Row("finetune", {"epochs": 1}), Row("finetune", {"epochs": 2}, label="finetune-2ep")])
+    out = run(suite, tmp_path / "out", seeds=2, cache=tmp_path / "cache", command="test")
+    res = json.loads((out / "results.json").read_text())
+    assert {(r["row"], r["seed"]) for r in res["records"]} == {(n, s) for n in ("retrain", "finetune", "finetune-2ep")
+                                                                 for s in (0, 1)}
+    summary = {s["row"]: s for s in res["summary"]}
+    ua = [r["columns"]["UA"] for r in res["records"] if r["row"] == "finetune"]
+    assert summary["finetune"]["UA"] == list(mean_std(ua))
+    assert summary["retrain"]["UA"][0] == 100.0  # the retrained model never predicts the forgotten class
+    table = (out / "table.md").read_text()
+    assert "| method | UA |" in table and "finetune-2ep" in table and "Machine:" in table and "± " in table
+    rows = list(csv.reader((out / "summary.csv").open()))
+    assert rows[0][:3] == ["scenario", "row", "seeds"] and len(rows) == 4
+    # a second run reuses the cached originals, references and finished rows: nothing is re-trained
+    cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    stamp = (out / "runs" / "class-1" / "finetune" / "seed0" / "metrics.json").stat().st_mtime
+    run(suite, tmp_path / "out", seeds=2, cache=tmp_path / "cache", command="test")
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == cached
+    assert (out / "runs" / "class-1" / "finetune" / "seed0" / "metrics.json").stat().st_mtime == stamp

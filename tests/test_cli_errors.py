@@ -1,0 +1,107 @@
+"""Bad input: exit code 2, a one-line message naming the problem and the fix, nothing written or changed."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from unlearnkit.cli import main
+
+from .conftest import make_imagefolder, tree_hash
+
+
+def run_bad(capsys, args: list[str], *expect: str) -> str:
+    code = main(args)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err
+    for e in expect:
+        assert e in err, err
+    return err
+
+
+def _forget(run: Path, out: Path, *extra: str) -> list[str]:
+    return ["forget", str(run), "--method", "finetune", "--out", str(out), "--quiet", *extra]
+
+
+def test_unknown_class_lists_valid_ones(capsys, digits_run, tmp_path):
+    before = tree_hash(digits_run)
+    run_bad(capsys, _forget(digits_run, tmp_path / "o", "--forget-class", "elephant"), "elephant", "0, 1, 2")
+    assert not (tmp_path / "o").exists() and tree_hash(digits_run) == before
+
+
+def test_class_index_out_of_range(capsys, digits_run, tmp_path):
+    run_bad(capsys, _forget(digits_run, tmp_path / "o", "--forget-class", "12"), "out of range", "0..9")
+    assert not (tmp_path / "o").exists()
+
+
+def test_empty_forget_set(capsys, digits_run, tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    run_bad(capsys, _forget(digits_run, tmp_path / "o", "--forget-indices", str(tmp_path / "empty.txt")), "empty")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("frac", ["0", "1", "1.5", "-0.2"])
+def test_fraction_outside_open_interval(capsys, digits_run, tmp_path, frac):
+    run_bad(capsys, _forget(digits_run, tmp_path / "o", f"--forget-random={frac}"), "outside (0, 1)")
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_or_incomplete_run_directory(capsys, digits_run, tmp_path):
+    run_bad(capsys, _forget(tmp_path / "nope", tmp_path / "o", "--forget-class", "1"), "does not exist")
+    broken = tmp_path / "broken"
+    shutil.copytree(digits_run, broken)
+    (broken / "model.safetensors").unlink()
+    run_bad(capsys, _forget(broken, tmp_path / "o", "--forget-class", "1"), "incomplete", "model.safetensors")
+    run_bad(capsys, ["evaluate", str(broken)], "incomplete")
+    assert not (tmp_path / "o").exists()
+
+
+def test_existing_output_without_overwrite(capsys, digits_run, tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    run_bad(capsys, _forget(digits_run, out, "--forget-class", "1"), "already exists", "--overwrite")
+    assert (out / "keep.txt").read_text() == "mine" and len(list(out.iterdir())) == 1
+
+
+def test_unreadable_image_names_the_file(capsys, tmp_path):
+    root = make_imagefolder(tmp_path / "imgs", {"a": 4, "b": 4})
+    (root / "b" / "broken.png").write_bytes(b"not an image")
+    run_bad(capsys, ["train", "--data", f"imagefolder:{root}", "--out", str(tmp_path / "o"), "--quiet"],
+            "broken.png")
+    assert not (tmp_path / "o").exists()
+
+
+def test_model_class_count_differs_from_data(capsys, tmp_path):
+    root = make_imagefolder(tmp_path / "imgs", {"a": 6, "b": 6, "c": 6})
+    assert main(["train", "--data", f"imagefolder:{root}", "--arch", "mlp", "--epochs", "1", "--image-size", "8",
+                 "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    make_imagefolder(root, {"a": 6, "b": 6, "c": 6, "d": 6})  # the data gained a class
+    before = tree_hash(tmp_path / "run")
+    run_bad(capsys, _forget(tmp_path / "run", tmp_path / "o", "--forget-class", "a"), "3 classes", "4")
+    assert tree_hash(tmp_path / "run") == before and not (tmp_path / "o").exists()
+
+
+def test_unknown_method_model_dataset_list_valid_ones(capsys, digits_run, tmp_path):
+    run_bad(capsys, ["forget", str(digits_run), "--method", "magic", "--out", str(tmp_path / "o"),
+                     "--forget-class", "1"], "unknown method 'magic'", "finetune", "retrain")
+    run_bad(capsys, ["train", "--arch", "resnet-9000", "--out", str(tmp_path / "o")], "unknown model", "resnet18")
+    run_bad(capsys, ["train", "--data", "imagenet-22k", "--out", str(tmp_path / "o")], "unknown dataset", "digits")
+    run_bad(capsys, ["train", "--arch", "torchvision:nonet", "--out", str(tmp_path / "o")], "unknown torchvision")
+    run_bad(capsys, ["bench", "nosuite", "--out", str(tmp_path / "o")], "unknown bench suite")
+    assert not (tmp_path / "o").exists()
+
+
+def test_usage_errors_are_one_line(capsys, tmp_path):
+    run_bad(capsys, ["forget", "x", "--out", str(tmp_path / "o")], "required")
+    run_bad(capsys, ["train", "--epochs", "many", "--out", str(tmp_path / "o")], "invalid int")
+    run_bad(capsys, ["frobnicate"], "invalid choice")
+
+
+def test_bad_set_value(capsys, digits_run, tmp_path):
+    run_bad(capsys, _forget(digits_run, tmp_path / "o", "--forget-class", "1", "--set", "epochs=lots"), "epochs")
+    run_bad(capsys, _forget(digits_run, tmp_path / "o", "--forget-class", "1", "--set", "warp=9"), "no setting")
