@@ -159,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     hp.add_argument("--start", choices=["scratch", "original"],
                     help="like a head retrained from scratch (default) or unlearned from the original head")
     hp.add_argument("--steps", type=int, help="denoising steps (default: the hypernetwork's)")
+    hp.add_argument("--temperature", type=float, help="scale of the sampling noise (default: the hypernetwork's)")
     hp.add_argument("--seed", type=int, default=0)
     hp.add_argument("--reference", metavar="RUN", help="also write metrics.json against this retrained run")
     hp.add_argument("--evaluate", action="store_true", help="also write metrics.json")
@@ -269,8 +270,8 @@ def _hyperforget(a: argparse.Namespace) -> int:
         return 0
     if a.hyperforget_command == "sample":
         out = sample(a.hypernet, a.forget_class, a.out, n=a.n, forget_loss=a.forget_loss, retain_loss=a.retain_loss,
-                     start=a.start, steps=a.steps, seed=a.seed, reference=a.reference, evaluate=a.evaluate,
-                     data_root=a.data_root, overwrite=a.overwrite)
+                     start=a.start, steps=a.steps, temperature=a.temperature, seed=a.seed, reference=a.reference,
+                     evaluate=a.evaluate, data_root=a.data_root, overwrite=a.overwrite)
         runs = [out] if a.n == 1 else [out / f"sample-{i}" for i in range(a.n)]
         for r in runs:
             if (r / "metrics.json").is_file():

@@ -7,7 +7,9 @@ along the way at log-spaced steps (dense early, where the losses move fastest):
 - `retrain`: from zero (a multinomial logistic regression on the features; the loss is convex, so every run
   heads for the same solution and runs differ only by learning rate and batch order, not by the random
   directions of an initialisation that the data never constrains) - the head a retrain without c gives on
-  these features; its final checkpoints are what a forget request should produce.
+  these features; its final checkpoints are what a forget request should produce. Its first `skip_scratch`
+  (25%) of steps are not recorded: heads near zero are useless as answers, and their distance from every
+  trained head would dominate the spread the diffusion has to model (and so the absolute size of its errors).
 - `finetune`: from the original head - an unlearning trajectory that starts knowing c and forgets it
   gradually (catastrophic forgetting), so the forget loss sweeps from low to high at low retain loss.
 - `relabel`: from the original head, with the forget samples relabelled at random among the other classes
@@ -47,6 +49,7 @@ class CollectConfig:
     lr_min: float = 1e-3
     lr_max: float = 3e-2
     weight_decay: float = 5e-4
+    skip_scratch: float = 0.25
 
     def kinds(self) -> list[str]:
         kinds = [k.strip() for k in self.trajectories.split(",") if k.strip()]
@@ -59,29 +62,34 @@ class CollectConfig:
         self.kinds()
         if self.runs_per_class < 1 or self.epochs < 1 or self.checkpoints_per_run < 2 or self.batch_size < 1:
             raise UserError("runs_per_class, epochs, batch_size must be >= 1 and checkpoints_per_run >= 2")
+        if not 0 <= self.skip_scratch < 1:
+            raise UserError(f"skip_scratch={self.skip_scratch}: choose a fraction in [0, 1)")
         if not 0 < self.lr_min <= self.lr_max:
             raise UserError(f"lr_min={self.lr_min}, lr_max={self.lr_max}: need 0 < lr_min <= lr_max")
 
 
-def record_steps(total: int, n: int) -> list[int]:
-    """About n steps from 0 to `total`: half log-spaced (dense early, where the losses move fastest), half
-    evenly spaced (so the converged end, which forget requests ask for, is well covered too)."""
-    steps = {0, total}
+def record_steps(total: int, n: int, first: int = 0) -> list[int]:
+    """About n steps from `first` to `total`: half log-spaced (dense early, where the losses move fastest),
+    half evenly spaced (so the converged end, which forget requests ask for, is well covered too)."""
+    span = max(1, total - first)
+    steps = {first, total}
     half = max(1, n // 2)
     for i in range(1, half + 1):
-        steps.add(int(round(math.exp(math.log(total) * i / half))))
-        steps.add(int(round(total * i / (n - half))))
-    return sorted(s for s in steps if 0 <= s <= total)
+        steps.add(first + int(round(math.exp(math.log(span) * i / half))))
+        steps.add(first + int(round(span * i / (n - half))))
+    return sorted(s for s in steps if first <= s <= total)
 
 
 def run_trajectory(rows0: Tensor, feats: Tensor, y: Tensor, cfg: CollectConfig, lr: float,
-                   gen: torch.Generator) -> tuple[Tensor, list[int]]:
-    """Adam on cross-entropy from `rows0`; returns the recorded heads (R, K, D+1) and their steps."""
+                   gen: torch.Generator, skip: float = 0.0) -> tuple[Tensor, list[int]]:
+    """Adam on cross-entropy from `rows0`; returns the heads (R, K, D+1) recorded after the first `skip`
+    fraction of the steps, and their steps."""
     w = rows0.clone().requires_grad_(True)
     opt = torch.optim.Adam([w], lr=lr, weight_decay=cfg.weight_decay)
     n = len(y)
     per_epoch = math.ceil(n / cfg.batch_size)
-    steps = record_steps(cfg.epochs * per_epoch, cfg.checkpoints_per_run)
+    total = cfg.epochs * per_epoch
+    steps = record_steps(total, cfg.checkpoints_per_run, int(skip * total))
     want = set(steps)
     out = [w.detach().clone()] if 0 in want else []
     step = 0
@@ -127,7 +135,7 @@ def collect_class(cls: int, start: Tensor, f: Features, cfg: CollectConfig, seed
             else:  # relabel: forget samples get random labels among the retained classes
                 fake = other[torch.randint(len(other), (len(forget_feats),), generator=gen)]
                 rows0, x, t = start, torch.cat([fr, forget_feats]), torch.cat([yr, fake])
-            hs, steps = run_trajectory(rows0, x, t, cfg, lr, gen)
+            hs, steps = run_trajectory(rows0, x, t, cfg, lr, gen, cfg.skip_scratch if kind == "retrain" else 0.0)
             heads.append(hs)
             run_id += [run] * len(hs)
             kind_id += [ki] * len(hs)

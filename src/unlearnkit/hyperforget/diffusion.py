@@ -62,15 +62,16 @@ class Diffusion:
 
     @torch.no_grad()
     def sample(self, net: Denoiser, shape: tuple[int, ...], steps: int, gen: torch.Generator,
-               eta: float = 1.0) -> Tensor:
+               eta: float = 1.0, temperature: float = 1.0) -> Tensor:
         """Sample on `steps` evenly spaced timesteps, from pure noise to a clean sample.
 
         `eta` = 1 is DDPM's ancestral sampler (fresh noise at every step); `eta` = 0 is DDIM (Song et al.
-        2021), deterministic given the starting noise, which forgives an imperfect denoiser better.
+        2021), deterministic given the starting noise. `temperature` < 1 scales all injected noise down, which
+        keeps samples nearer the modes the denoiser knows well (fewer, smaller outliers; less spread).
         """
         steps = max(1, min(steps, self.num_steps))
         ts = torch.linspace(self.num_steps - 1, 0, steps).round().long().unique_consecutive()
-        x = torch.randn(shape, generator=gen)
+        x = temperature * torch.randn(shape, generator=gen)
         for i, t in enumerate(ts):
             x0 = self.predict(net, x, t.expand(shape[0]))
             if i + 1 == len(ts):
@@ -79,5 +80,5 @@ class Diffusion:
             eps = (x - ab.sqrt().item() * x0) / (1 - ab).sqrt().item()
             sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)).sqrt()
             x = (ab_prev.sqrt().item() * x0 + (1 - ab_prev - sigma ** 2).clamp(min=0).sqrt().item() * eps
-                 + sigma.item() * torch.randn(shape, generator=gen))
+                 + temperature * sigma.item() * torch.randn(shape, generator=gen))
         return x

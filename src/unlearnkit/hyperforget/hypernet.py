@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UserError
-from .basis import RowBasis
+from .basis import HeadBasis
 from .collect import STARTS
 from .diffusion import Diffusion
 from .heads import forget_retain
@@ -96,11 +96,11 @@ def override_prompt(variant: str, prompt: Tensor, counts: Tensor, cls: int, forg
 class HyperForget:
     """The denoiser with what sampling needs: the starting heads, the coordinates, the prompt defaults.
 
-    The diffusion runs on the standardised coefficients of each head row in its principal directions
-    (`basis.RowBasis`); a generated head is `basis.decode(x0)`.
+    The diffusion runs on the standardised coefficients of heads in their principal directions
+    (`basis.HeadBasis`), cut into tokens of `meta["chunk"]` values; a generated head is `basis.decode(x0)`.
     """
 
-    def __init__(self, net: nn.Module, meta: dict, original: Tensor, basis: RowBasis) -> None:
+    def __init__(self, net: nn.Module, meta: dict, original: Tensor, basis: HeadBasis) -> None:
         self.net = net.eval()
         self.meta = meta
         self.original = original
@@ -114,8 +114,8 @@ class HyperForget:
     @staticmethod
     def build_net(meta: dict) -> nn.Module:
         k = meta["num_classes"]
-        return build_net(meta["head_shape"][0], meta["rank"], k, num_prompts(meta["variant"], k),
-                         NetConfig(**meta["net"]))
+        chunk = int(meta["chunk"])
+        return build_net(meta["rank"] // chunk, chunk, k, num_prompts(meta["variant"], k), NetConfig(**meta["net"]))
 
     def start_index(self, start: str | None, cls: int) -> int:
         name = start or self.meta["default_prompts"][str(cls)]["start"]
@@ -135,20 +135,22 @@ class HyperForget:
         """The network as a function of (x_t, t) for fixed conditions: requests (B,), raw loss prompts (B, P),
         start indices (B,)."""
         net = net or self.net
-        s = self.basis.encode(self.starts[start])
+        tokens = (len(request), -1, int(self.meta["chunk"]))
+        s = self.basis.encode(self.starts[start]).reshape(tokens)
         p = torch.log1p(prompts.float().clamp(min=0))
-        return lambda x, t: net(x, t, s, request, p)
+        return lambda x, t: net(x.reshape(tokens), t, s, request, p).reshape(x.shape)
 
     @torch.no_grad()
     def generate(self, request: Tensor, prompts: Tensor, start: Tensor, steps: int, gen: torch.Generator,
-                 eta: float | None = None, batch: int = 256) -> Tensor:
+                 eta: float | None = None, temperature: float | None = None, batch: int = 256) -> Tensor:
         """Sample one head (K, D+1) per row of (request (B,), prompts (B, P), start (B,))."""
         eta = float(self.meta.get("eta", 1.0)) if eta is None else eta
-        out = []
-        shape = (self.original.shape[0], self.basis.rank)
+        temperature = float(self.meta.get("temperature", 1.0)) if temperature is None else temperature
+        out = [torch.zeros(0, *self.original.shape)]
+        shape = (self.basis.rank,)
         for s in range(0, len(request), batch):
             r, p, st = request[s:s + batch], prompts[s:s + batch], start[s:s + batch]
-            x0 = self.diffusion.sample(self.denoiser(r, p, st), (len(r), *shape), steps, gen, eta)
+            x0 = self.diffusion.sample(self.denoiser(r, p, st), (len(r), *shape), steps, gen, eta, temperature)
             out.append(self.basis.decode(x0))
         return torch.cat(out)
 
@@ -176,7 +178,7 @@ class HyperForget:
             assert meta.get("kind") == "hyperforget" and meta["variant"] in VARIANTS
             net = cls.build_net(meta)
             net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")}, strict=True)
-            original, basis = tensors["original_head"], RowBasis.from_tensors(tensors)
+            original, basis = tensors["original_head"], HeadBasis.from_tensors(tensors)
         except (json.JSONDecodeError, SafetensorError, OSError, AssertionError, KeyError, TypeError, ValueError,
                 RuntimeError) as err:
             raise UserError(f"{p} is corrupt or not a hypernetwork ({type(err).__name__}): {fix}") from err

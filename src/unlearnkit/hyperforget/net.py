@@ -1,7 +1,7 @@
 """The hypernetwork: a small G.pt-style transformer over parameter tokens (or, with `arch=mlp`, an MLP).
 
-Tokens (G.pt, Peebles et al. 2022): the noised parameters cut into chunks (here: one class row of the head
-each, in its basis coordinates, see basis.py), the starting parameters cut the same way, the diffusion
+Tokens (G.pt, Peebles et al. 2022): the noised parameters cut into chunks (here: chunks of the head's
+coordinates in its principal directions, see basis.py), the starting parameters cut the same way, the diffusion
 timestep, the forget request (a learned class embedding) and one token per scalar loss prompt. Chunks get
 their own linear encoder and decoder (G.pt's per-token projections); scalars are embedded with sinusoidal
 frequencies `2^linspace(0, max_log2, n)` plus the raw value, then projected. The decoder's last layer starts
@@ -21,9 +21,9 @@ from torch import Tensor, nn
 class NetConfig:
     """Size of the hypernetwork (the defaults train in minutes on 2 CPU cores for a 10-class head)."""
 
-    arch: str = "transformer"
-    width: int = 128
-    depth: int = 4
+    arch: str = "mlp"
+    width: int = 256
+    depth: int = 3
     heads: int = 4
     num_frequencies: int = 32
     max_freq_log2: float = 4.0

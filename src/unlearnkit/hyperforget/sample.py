@@ -23,12 +23,15 @@ from ..engine.device import get_device
 from ..engine.evaluate import compare, evaluate_predictions
 from ..engine.progress import say
 from ..engine.rundir import META_FILE, METRICS_FILE, MODEL_FILE, Run, RunWriter, _dump, load_run, state_dict_cpu
-from ..errors import UserError
+from ..errors import NumericalError, UserError
 from .collect import STARTS
 from .heads import compute_features, feature_predictions, get_head, set_head
 from .hypernet import HyperForget, override_prompt, prompt_losses
 
 SUMMARY_FILE = "samples.json"
+# The forget spec's seed selects nothing for a class request; it is kept at 0, as `unlearnkit forget` writes it
+# by default, so that `--reference` accepts the usual retrained run whatever sampling `--seed` is used.
+SPEC_SEED = 0
 
 
 def parent_of(hf: HyperForget, hypernet: str | Path) -> Run:
@@ -57,10 +60,37 @@ def request_class(hf: HyperForget, src: Run, forget_class: str) -> int:
     return c
 
 
+def generate(hf: HyperForget, c: int, n: int, *, start: str | None = None, forget_loss: float | None = None,
+             retain_loss: float | None = None, steps: int | None = None, temperature: float | None = None,
+             seed: int = 0) -> tuple[torch.Tensor, dict, float]:
+    """n heads (n, K, D+1) for the request "forget class c", the settings used, and the seconds per head."""
+    if steps is not None and steps < 1:
+        raise UserError(f"--steps {steps} must be at least 1")
+    s = hf.start_index(start, c)
+    prompt = override_prompt(hf.variant, hf.default_prompt(c, s), hf.counts, c, forget_loss, retain_loss)
+    steps = steps or int(hf.meta["sample_steps"])
+    if temperature is not None and temperature < 0:
+        raise UserError(f"--temperature {temperature} must be >= 0 (1: as trained, 0: no sampling noise)")
+    temperature = float(hf.meta.get("temperature", 1.0)) if temperature is None else temperature
+    gen = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    heads = hf.generate(torch.full((n,), c, dtype=torch.long), prompt.expand(n, -1), torch.full((n,), s), steps,
+                        gen, temperature=temperature)
+    seconds = (time.perf_counter() - t0) / n
+    if not torch.isfinite(heads).all():
+        raise NumericalError("the hypernetwork produced NaN/inf parameters: retrain it (lower --set lr=...)")
+    want_f, want_r = prompt_losses(hf.variant, prompt[None], hf.counts, c)
+    config = {"variant": hf.variant, "start": STARTS[s], "steps": steps, "temperature": temperature, "n": n,
+              "prompt": {"forget_loss": round(float(want_f[0]), 6), "retain_loss": round(float(want_r[0]), 6),
+                         "values": [round(float(v), 6) for v in prompt]}}
+    return heads, config, seconds
+
+
 def sample(hypernet: str | Path, forget_class: str | int, out: str | Path, *, n: int = 1,
            forget_loss: float | None = None, retain_loss: float | None = None, start: str | None = None,
-           steps: int | None = None, seed: int = 0, reference: str | Path | None = None, evaluate: bool = False,
-           data_root: str | Path | None = None, overwrite: bool = False) -> Path:
+           steps: int | None = None, temperature: float | None = None, seed: int = 0,
+           reference: str | Path | None = None, evaluate: bool = False, data_root: str | Path | None = None,
+           overwrite: bool = False) -> Path:
     """Sample `n` unlearned models for "forget `forget_class`" from a trained hypernetwork.
 
     Args:
@@ -69,7 +99,8 @@ def sample(hypernet: str | Path, forget_class: str | int, out: str | Path, *, n:
             `start` reached.
         start: `scratch` (like retraining the head without the class; the default when the hypernetwork has
             such runs) or `original` (like unlearning from the model's own head).
-        steps: denoising steps (default: the hypernetwork's `sample_steps`).
+        steps, temperature: denoising steps and noise scale (default: the hypernetwork's `sample_steps` and
+            `temperature`).
         reference, evaluate: also write metrics.json (against `reference`, a retrained run, if given),
             computed on frozen features: one forward pass of the model for all n samples.
     Returns:
@@ -77,33 +108,15 @@ def sample(hypernet: str | Path, forget_class: str | int, out: str | Path, *, n:
     """
     if n < 1:
         raise UserError(f"--n {n} must be at least 1")
-    if steps is not None and steps < 1:
-        raise UserError(f"--steps {steps} must be at least 1")
     t_load = time.perf_counter()
     hf = HyperForget.load(hypernet)
     src = parent_of(hf, hypernet)
     c = request_class(hf, src, str(forget_class))
     writer = RunWriter(out, overwrite, inputs=(src.path, hypernet) + ((reference,) if reference else ()))
-    s = hf.start_index(start, c)
-    prompt = override_prompt(hf.variant, hf.default_prompt(c, s), hf.counts, c, forget_loss, retain_loss)
-    steps = steps or int(hf.meta["sample_steps"])
     load_seconds = time.perf_counter() - t_load
-
-    gen = torch.Generator().manual_seed(seed)
-    t0 = time.perf_counter()
-    heads = hf.generate(torch.full((n,), c, dtype=torch.long), prompt.expand(n, -1), torch.full((n,), s), steps,
-                        gen)
-    seconds = (time.perf_counter() - t0) / n
-    if not torch.isfinite(heads).all():
-        from ..errors import NumericalError
-
-        raise NumericalError("the hypernetwork produced NaN/inf parameters: retrain it (lower --set lr=...)")
-
-    want_f, want_r = prompt_losses(hf.variant, prompt[None], hf.counts, c)
-    config = {"hypernet": str(Path(hypernet).resolve()), "variant": hf.variant, "start": STARTS[s],
-              "steps": steps, "n": n,
-              "prompt": {"forget_loss": round(float(want_f[0]), 6), "retain_loss": round(float(want_r[0]), 6),
-                         "values": [round(float(v), 6) for v in prompt]}}
+    heads, config, seconds = generate(hf, c, n, start=start, forget_loss=forget_loss, retain_loss=retain_loss,
+                                      steps=steps, temperature=temperature, seed=seed)
+    config = {"hypernet": str(Path(hypernet).resolve()), **config}
     meta = _meta(src, c, config, seed, seconds, load_seconds)
     if reference is not None:
         meta["reference"] = str(Path(reference).resolve())
@@ -127,7 +140,7 @@ def _meta(src: Run, c: int, config: dict, seed: int, seconds: float, load_second
     """The keys `pipeline.forget` writes, for method `hyperforget`."""
     from ..pipeline import Request, _forget_meta
 
-    spec = ForgetSpec("class", classes=[c], seed=seed)
+    spec = ForgetSpec("class", classes=[c], seed=SPEC_SEED)
     req = Request("class", spec, None)  # type: ignore[arg-type]  # meta needs the spec only, not the split
     meta = _forget_meta(src, req, "hyperforget", config, seed, seconds, None)
     meta["hyperforget"] = {"load_seconds": round(load_seconds, 3)}
@@ -155,7 +168,7 @@ def _evaluate(src: Run, heads: torch.Tensor, c: int, seed: int, seconds: float, 
 
     say("evaluating the samples on frozen features ...")
     bundle = load_run_data(src.meta, data_root)
-    req = parse_request(src.meta, bundle, forget_class=str(c), seed=seed)
+    req = parse_request(src.meta, bundle, forget_class=str(c), seed=SPEC_SEED)
     device = get_device()
     model = src.build_model(device)
     f = compute_features(model, bundle, req.split.train_idx, device)

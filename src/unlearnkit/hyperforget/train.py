@@ -27,7 +27,7 @@ from ..engine.rundir import Run, RunWriter, load_run, versions
 from ..engine.train import check_finite
 from ..errors import UserError
 from ..methods.base import make_config
-from .basis import RowBasis
+from .basis import HeadBasis
 from .collect import STARTS, CollectConfig, collect_class
 from .heads import Features, compute_features, forget_retain, get_head, per_class_stats
 from .hypernet import HyperForget, check_variant, prompt_losses, raw_prompts
@@ -51,12 +51,14 @@ class HyperForgetConfig:
     lr_min: float = 1e-3
     lr_max: float = 3e-2
     head_weight_decay: float = 5e-4
+    skip_scratch: float = 0.25  # share of the first steps of retrain-from-zero runs that is not recorded
     holdout_runs: int = 1  # runs per class and kind kept out of training, to measure prompt alignment
     # hypernetwork (see basis.py, net.py)
-    rank: int = 8
-    arch: str = "transformer"  # or "mlp"
-    width: int = 128
-    depth: int = 4
+    rank: int = 32  # principal directions of the heads kept (basis.py)
+    chunk: int = 8  # coefficients per token
+    arch: str = "mlp"  # or "transformer" (G.pt's; slower, and less accurate at this budget)
+    width: int = 256
+    depth: int = 3
     heads: int = 4
     num_frequencies: int = 32
     max_freq_log2: float = 4.0
@@ -71,11 +73,13 @@ class HyperForgetConfig:
     save_every: int = 200
     diffusion_steps: int = 1000
     sample_steps: int = 50
+    temperature: float = 0.7  # scale of the sampler's noise (diffusion.py); < 1: fewer outliers, less spread
     val_samples: int = 4
 
     def collect(self) -> CollectConfig:
         return CollectConfig(self.runs_per_class, self.trajectories, self.epochs, self.checkpoints_per_run,
-                             self.head_batch_size, self.lr_min, self.lr_max, self.head_weight_decay)
+                             self.head_batch_size, self.lr_min, self.lr_max, self.head_weight_decay,
+                             self.skip_scratch)
 
     def net(self) -> NetConfig:
         return NetConfig(self.arch, self.width, self.depth, self.heads, self.num_frequencies, self.max_freq_log2)
@@ -86,14 +90,14 @@ class HyperForgetConfig:
             raise UserError(f"holdout_runs={self.holdout_runs} must be in 0..runs_per_class-1 "
                             f"({self.runs_per_class - 1}): training needs at least one run per class")
         if min(self.steps, self.batch_size, self.save_every, self.sample_steps, self.width, self.depth,
-               self.rank) < 1:
-            raise UserError("steps, batch_size, save_every, sample_steps, width, depth and rank must be >= 1")
+               self.rank, self.chunk) < 1:
+            raise UserError("steps, batch_size, save_every, sample_steps, width, depth, rank, chunk must be >= 1")
         if self.arch not in ("transformer", "mlp"):
             raise UserError(f"arch={self.arch!r}: choose transformer or mlp")
         if self.width % self.heads:
             raise UserError(f"width={self.width} must be a multiple of heads={self.heads}")
-        if not (self.lr > 0 and 0 <= self.ema < 1 and self.diffusion_steps >= 2):
-            raise UserError("need lr > 0, 0 <= ema < 1 and diffusion_steps >= 2")
+        if not (self.lr > 0 and 0 <= self.ema < 1 and self.diffusion_steps >= 2 and self.temperature >= 0):
+            raise UserError("need lr > 0, 0 <= ema < 1, diffusion_steps >= 2 and temperature >= 0")
 
 
 class _Settings:
@@ -220,7 +224,9 @@ def fit_hypernet(hf: HyperForget, ex: Examples, cfg: HyperForgetConfig, seed: in
 
     Returns the loss history (mean per `save_every` steps) and the accumulated training seconds.
     """
-    net = HyperForget.build_net(hf.meta)
+    with torch.random.fork_rng():  # the initialisation depends on the seed only (resumed runs reproduce it)
+        torch.manual_seed(seed)
+        net = HyperForget.build_net(hf.meta)
     ema = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(seed)
@@ -380,11 +386,12 @@ def train_hypernet(run: str | Path, out: str | Path, *, variant: str = "dihyfo-1
             "num_classes": f.num_classes, "classes": classes, "head_shape": list(start.shape),
             "class_counts": counts.tolist(), "start_losses": start_losses.tolist(),
             "net": cfg.net().to_dict(), "diffusion_steps": cfg.diffusion_steps, "sample_steps": cfg.sample_steps,
+            "temperature": cfg.temperature,
             "seed": seed, "config": asdict(cfg)}
     meta["default_prompts"] = default_prompts(coll, variant, start_losses, counts, train_runs)
     ex = examples(coll, variant, start_losses, counts, train_runs)
-    basis = RowBasis.fit(ex.z, cfg.rank)
-    meta["rank"] = basis.rank
+    basis = HeadBasis.fit(ex.z, cfg.rank, cfg.chunk)
+    meta["rank"], meta["chunk"] = basis.rank, cfg.chunk
     meta["kept_variance"] = {"train": round(basis.kept_variance(ex.z), 6)}
     hf = HyperForget(HyperForget.build_net(meta), meta, start, basis)
     ex.z = basis.encode(ex.z)
