@@ -42,6 +42,8 @@ def test_train_writes_safetensors_and_meta(hypernet, mlp_run):
     assert meta["parent"] == str(Path(mlp_run).resolve()) and meta["classes"] == [3, 5]
     assert meta["checkpoints"]["total"] > meta["checkpoints"]["train"] > 0
     assert set(meta["seconds"]) >= {"features", "collect", "train", "total"}
+    align = meta["validation"]["alignment"]  # held-out checkpoints: prompted vs achieved losses
+    assert align["held_out"] and align["forget_r2"] > 0.5 and align["retain_r2"] > 0.5
     w = load_file(str(Path(mlp_run) / "model.safetensors"))
     assert torch.equal(HyperForget.load(hypernet).original, torch.cat([w["net.5.weight"], w["net.5.bias"][:, None]], 1))
 
@@ -52,7 +54,7 @@ def test_samples_forget_the_requested_class_and_keep_the_rest(hypernet, referenc
     for i in range(4):
         m = json.loads((out / f"sample-{i}" / "metrics.json").read_text())
         assert m["forget_test_acc"] <= 5.0  # the forgotten class is gone...
-        assert m["test_acc"] >= original - 12.0  # ...the other nine are kept (retrain: ~original)
+        assert m["test_acc"] >= original - 6.0  # ...the other nine are kept (retrain: ~original)
         assert m["gap"]["mia_efficacy"] <= 10.0  # and the forget set looks unseen, as after retraining
     heads = [load_file(str(out / f"sample-{i}" / "model.safetensors"))["net.5.weight"] for i in range(4)]
     assert not torch.equal(heads[0], heads[1])  # samples, not copies
