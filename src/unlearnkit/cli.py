@@ -1,6 +1,7 @@
 """The `unlearnkit` command: parses arguments, calls the Python API, prints. No logic of its own.
 
-Exit codes: 0 success, 2 bad input (one line naming the problem and the fix), 1 internal error.
+Exit codes: 0 success, 2 bad input (one line naming the problem and the fix), 1 internal or numerical error
+(one line; `UNLEARNKIT_DEBUG=1` prints the traceback), 130 interrupted (Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
@@ -9,11 +10,15 @@ import argparse
 import contextlib
 import io
 import json
+import os
+import signal
 import sys
+import threading
+import traceback
 from collections.abc import Callable, Sequence
 
 from .engine.distributed import is_main
-from .errors import UserError
+from .errors import NumericalError, UserError
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -57,6 +62,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
 
+def _resume(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run of the same command from its last checkpoint")
+
+
 def _tensorboard(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tensorboard", metavar="DIR",
                    help="also log losses and metrics for TensorBoard under DIR/<run name> (needs unlearnkit[tb])")
@@ -90,8 +100,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--poison-ratio", type=float, default=0.1)
     t.add_argument("--all-to-all", action="store_true")
     t.add_argument("--poison-set", nargs="*", metavar="KEY=VALUE", help="attack options")
+    _resume(t)
     _tensorboard(t)
     _common(t)
+
+    im = sub.add_parser("import", help="make a run directory from your own trained model (a state_dict file)")
+    im.add_argument("checkpoint", help=".safetensors, .pt or .pth state_dict (pickles are read weights-only)")
+    im.add_argument("--arch", required=True, help="the architecture the weights belong to")
+    im.add_argument("--arch-kwargs", nargs="*", metavar="KEY=VALUE")
+    im.add_argument("--data", required=True, help="the dataset the model was trained on")
+    im.add_argument("--out", required=True)
+    im.add_argument("--data-root")
+    im.add_argument("--image-size", type=int)
+    im.add_argument("--val-fraction", type=float, default=0.1)
+    im.add_argument("--epochs", type=int, help="the training recipe, repeated by `forget --retrain`")
+    im.add_argument("--batch-size", type=int)
+    im.add_argument("--lr", type=float)
+    im.add_argument("--optimizer", choices=["sgd", "adam"])
+    im.add_argument("--seed", type=int, default=0)
+    _common(im)
 
     f = sub.add_parser("forget", help="unlearn a class, samples or a backdoor; writes a new run directory")
     f.add_argument("run")
@@ -109,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--retrain", action="store_true")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--data-root")
+    _resume(f)
     _tensorboard(f)
     _common(f)
 
@@ -178,10 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
 @command("demo")
 def _demo(a: argparse.Namespace) -> int:
     from .demo import best_method, demo, format_table
+    from .metrics.verdict import format_verdict
 
     method = a.method or best_method()
     m = demo(a.out, a.forget_class, a.overwrite, method)
     print(format_table(m, method))
+    print(format_verdict(m.get("verdict")))
     print(f"runs written under {a.out}/ (original/, forget/, forget/reference/)")
     return 0
 
@@ -194,7 +224,7 @@ def _train(a: argparse.Namespace) -> int:
                 seed=a.seed, data_root=a.data_root, image_size=a.image_size, val_fraction=a.val_fraction,
                 arch_kwargs=_kv(a.arch_kwargs), poison=a.poison, target=a.target, poison_ratio=a.poison_ratio,
                 all_to_all=a.all_to_all, poison_settings=_kv(a.poison_set), overwrite=a.overwrite,
-                tensorboard=a.tensorboard)
+                resume=a.resume, tensorboard=a.tensorboard)
     if not is_main():  # under torchrun rank 0 wrote the run (maybe on another node): nothing to read back here
         return 0
     m = json.loads((out / "metrics.json").read_text())
@@ -205,27 +235,47 @@ def _train(a: argparse.Namespace) -> int:
 
 @command("forget")
 def _forget(a: argparse.Namespace) -> int:
+    from .metrics.verdict import format_verdict
     from .pipeline import forget
     from .report.text import summary_table
 
     out = forget(a.run, a.method, a.out, forget_class=a.forget_class, forget_random=a.forget_random,
                  forget_indices=a.forget_indices, backdoor=a.backdoor, clean_size=a.clean_size,
                  settings=a.settings, reference=a.reference, retrain=a.retrain, seed=a.seed,
-                 data_root=a.data_root, overwrite=a.overwrite, tensorboard=a.tensorboard)
+                 data_root=a.data_root, overwrite=a.overwrite, resume=a.resume, tensorboard=a.tensorboard)
     if not is_main():
         return 0
-    print(summary_table(json.loads((out / "metrics.json").read_text()), a.method))
+    m = json.loads((out / "metrics.json").read_text())
+    print(summary_table(m, a.method))
+    if m.get("verdict"):
+        print(format_verdict(m["verdict"]))
     print(f"written: {out}")
+    return 0
+
+
+@command("import")
+def _import(a: argparse.Namespace) -> int:
+    from .pipeline import import_checkpoint
+
+    out = import_checkpoint(a.checkpoint, a.arch, a.data, a.out, arch_kwargs=_kv(a.arch_kwargs),
+                            data_root=a.data_root, image_size=a.image_size, val_fraction=a.val_fraction,
+                            epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, optimizer=a.optimizer, seed=a.seed,
+                            overwrite=a.overwrite)
+    m = json.loads((out / "metrics.json").read_text())
+    print(f"{out}: imported {a.checkpoint}; test accuracy {m['test_acc']:.2f}%")
     return 0
 
 
 @command("evaluate")
 def _evaluate(a: argparse.Namespace) -> int:
+    from .metrics.verdict import format_verdict
     from .pipeline import evaluate
     from .report.text import summary_table
 
     m = evaluate(a.run, a.reference, a.data_root)
     print(json.dumps(m, indent=2) if a.json else summary_table(m, "this run"))
+    if m.get("verdict") and not a.json:
+        print(format_verdict(m["verdict"]))
     return 0
 
 
@@ -292,13 +342,25 @@ def _bench(a: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C: temporary outputs removed, checkpoints kept
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; every failure is one line on stderr (UNLEARNKIT_DEBUG=1 adds tracebacks)."""
     parser = build_parser()
+    a = None
+    previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
         a = parser.parse_args(argv)
         if a.command is None:
             parser.print_help()
-            return 2
+            raise UserError("no command given: choose one of the commands above")
         from .engine.progress import set_quiet
         from .engine.runlog import set_command
 
@@ -309,11 +371,32 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return COMMANDS[a.command](a)
         return COMMANDS[a.command](a)
     except UserError as err:
-        print(f"unlearnkit: error: {err}", file=sys.stderr)
-        return 2
+        print(f"unlearnkit: error: {_one_line(err)}", file=sys.stderr)
+        return UserError.exit_code
+    except NumericalError as err:
+        _debug()
+        print(f"unlearnkit: numerical error: {_one_line(err)}; nothing was written", file=sys.stderr)
+        return NumericalError.exit_code
     except KeyboardInterrupt:
-        print("unlearnkit: interrupted; no output was written", file=sys.stderr)
+        hint = "; rerun with --resume to continue from the last checkpoint" if getattr(a, "resume", None) is not None \
+            else ""
+        print(f"unlearnkit: interrupted; no output was written{hint}", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return 0  # output piped into e.g. `head`, which stopped reading
+    except Exception as err:  # noqa: BLE001 - a bug: one line, the traceback on request
+        _debug()
+        print(f"unlearnkit: internal error: {type(err).__name__}: {_one_line(err)[:300]} (a bug: please report it; "
+              f"UNLEARNKIT_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _debug() -> None:
+    if os.environ.get("UNLEARNKIT_DEBUG"):
+        traceback.print_exc()
 
 
 def entry() -> None:

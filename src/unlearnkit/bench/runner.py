@@ -151,7 +151,7 @@ def cached_original(cache: Path, data: str, arch: str, train: dict, seed: int) -
     path = cache / f"{data.replace(':', '_').replace('/', '_')}-{arch}-{_hash(recipe)}-s{seed}"
     if not (path / "metrics.json").is_file():
         say(f"bench: training original {path.name}")
-        train_fn(data, arch, path, seed=seed, overwrite=path.exists(), **train)
+        train_fn(data, arch, path, seed=seed, overwrite=path.exists(), resume=True, **train)
     return path
 
 
@@ -162,7 +162,7 @@ def cached_reference(cache: Path, original: Path, request: dict, seed: int) -> P
     path = cache / f"{original.name}-retrain-{_hash(request)}"
     if not (path / "metrics.json").is_file():
         say(f"bench: retraining reference {path.name}")
-        forget(original, "retrain", path, seed=seed, overwrite=path.exists(), **request)
+        forget(original, "retrain", path, seed=seed, overwrite=path.exists(), resume=True, **request)
     return path
 
 
@@ -208,7 +208,7 @@ def run(suite: Suite, out: Path, seeds: int = 3, cache: Path | None = None, over
                 if overwrite or not (d / "metrics.json").is_file():
                     say(f"bench {suite.name}: {sc.name} / {row.name} / seed {seed}")
                     forget(original, row.method, d, seed=seed, settings=dict(row.settings), reference=reference,
-                           overwrite=d.exists(), **{**sc.request, **row.request})
+                           overwrite=overwrite or d.exists(), resume=True, **{**sc.request, **row.request})
                 m = json.loads((d / "metrics.json").read_text())
                 records.append(_record(suite, sc, row.name, row.method, seed, m, d))
     return write_results(suite, out, records, seeds, command or _command(), time.perf_counter() - t_start)

@@ -185,6 +185,9 @@ def load_dataset(spec: str, root: str | Path | None = None, image_size: int | No
     if spec.startswith("imagefolder:"):
         from .imagefolder import load_imagefolder
 
-        return load_imagefolder(Path(spec.split(":", 1)[1]).expanduser(), image_size)
+        path = spec.split(":", 1)[1].strip()
+        if not path:
+            raise UserError("imagefolder: needs a path: write imagefolder:PATH with a folder per class")
+        return load_imagefolder(Path(path).expanduser(), image_size)
     loader = DATASETS.get(spec)
     return loader(Path(root).expanduser() if root else default_root(), image_size)
