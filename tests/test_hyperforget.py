@@ -37,7 +37,7 @@ def test_train_writes_safetensors_and_meta(hypernet, mlp_run):
                                                           "meta.json"]
     assert sorted(p.name for p in (hypernet / "collection").iterdir()) == ["class-3.safetensors",
                                                                           "class-5.safetensors"]
-    assert not list(hypernet.parent.glob(".hypernet.*"))  # the partial directory was renamed into place
+    assert not list(hypernet.parent.glob(".hypernet*"))  # no temporary output or checkpoints left behind
     meta = json.loads((hypernet / "meta.json").read_text())
     assert meta["parent"] == str(Path(mlp_run).resolve()) and meta["classes"] == [3, 5]
     assert meta["checkpoints"]["total"] > meta["checkpoints"]["train"] > 0
@@ -118,8 +118,8 @@ def test_resume_continues_where_it_stopped(hypernet, mlp_run, tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         train_hypernet(mlp_run, out, settings=TINY, seed=0)
     partial = tmp_path / ".hf.partial"
-    assert not out.exists() and (partial / "train-state.safetensors").is_file()
-    assert len(list((partial / "collection").iterdir())) == 2
+    assert not out.exists() and (partial / "hyperforget.train.safetensors").is_file()
+    assert len(list(partial.glob("hyperforget.collection-*.safetensors"))) == 2
     with pytest.raises(UserError, match="--resume"):
         train_hypernet(mlp_run, out, settings=TINY, seed=0)
     with pytest.raises(UserError, match="steps"):

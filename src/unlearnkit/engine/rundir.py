@@ -203,15 +203,10 @@ class RunWriter:
 
     Under torchrun only rank 0 writes; the other ranks' calls do nothing, and `commit()` returns on every
     rank only once the directory is in place. `commit()` also writes `log.txt` (see `engine.runlog`).
-
-    With `resume` set (True or False) the output is resumable: the temporary directory has a fixed name,
-    `.<name>.partial`, and survives errors and Ctrl-C, so a long job can keep its checkpoints there and pick
-    them up again. `resume=True` continues an existing partial directory (`resumed` tells whether there was
-    one); `resume=False` refuses to start over one unless `overwrite` (which discards it).
     """
 
     def __init__(self, out: str | Path, overwrite: bool = False, inputs: tuple[str | Path, ...] = (),
-                 tensorboard: str | Path | None = None, resume: bool | None = None) -> None:
+                 tensorboard: str | Path | None = None) -> None:
         self.out = Path(out).expanduser()
         for src in inputs:
             s = Path(src).resolve()
@@ -223,18 +218,8 @@ class RunWriter:
         if self.out.exists() and not self.out.is_dir():
             raise UserError(f"output {self.out} exists and is not a directory: choose another --out")
         self.overwrite = overwrite
-        self.resumable = resume is not None
-        if self.resumable:
-            self.tmp = self.out.parent / f".{self.out.name}.partial"
-            if self.tmp.exists() and not resume:
-                if not overwrite:
-                    raise UserError(f"{self.tmp} holds an interrupted build of {self.out}: pass --resume to "
-                                    f"continue it, or --overwrite to start over")
-                shutil.rmtree(self.tmp)
-        else:
-            self.tmp = self.out.parent / f".{self.out.name}.tmp-{uuid.uuid4().hex[:8]}"
-        self.resumed = self.resumable and self.tmp.is_dir()
-        self._made = self.resumed
+        self.tmp = self.out.parent / f".{self.out.name}.tmp-{uuid.uuid4().hex[:8]}"
+        self._made = False
         self._log_start, self._t0 = runlog.mark(), time.perf_counter()
         self._meta: dict = {}
         self._metrics: dict = {}
@@ -290,14 +275,9 @@ class RunWriter:
         barrier()
         return self.out
 
-    def workdir(self) -> Path:
-        """The temporary directory being filled (created on first use)."""
-        return self._ensure()
-
     def abort(self) -> None:
-        """Drop the temporary directory (a resumable one is kept, for `--resume`)."""
         runlog.close_tensorboard()
-        if self._made and not self.resumable:
+        if self._made:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self._made = False
 

@@ -120,20 +120,26 @@ def sample(hypernet: str | Path, forget_class: str | int, out: str | Path, *, n:
     meta = _meta(src, c, config, seed, seconds, load_seconds)
     if reference is not None:
         meta["reference"] = str(Path(reference).resolve())
-    metrics = _evaluate(src, heads, c, seed, seconds, reference, data_root) if (evaluate or reference) else None
-    model = src.build_model("cpu")
-    summary = []
-    for i in range(n):
-        d = writer.workdir() if n == 1 else writer.subdir(f"sample-{i}")
-        set_head(model, heads[i])
-        _write_run(d, model, {**meta, "method": {"name": "hyperforget", "config": {**config, "sample": i}}},
-                   metrics[i] if metrics else None)
-        summary.append({"run": "." if n == 1 else f"sample-{i}", **_brief(metrics[i] if metrics else {})})
-    if n > 1:
-        writer.write_json(SUMMARY_FILE, {"forget_class": c, "seconds_per_sample": round(seconds, 6),
-                                         "load_seconds": round(load_seconds, 3), "config": config,
-                                         "samples": summary})
-    return writer.commit()
+    with writer:  # a failure leaves no half-written output
+        metrics = _evaluate(src, heads, c, seed, seconds, reference, data_root) if (evaluate or reference) else None
+        model = src.build_model("cpu")
+        summary = []
+        for i in range(n):
+            set_head(model, heads[i])
+            meta_i = {**meta, "method": {"name": "hyperforget", "config": {**config, "sample": i}}}
+            if n == 1:  # OUT is the run directory
+                writer.save_model(model)
+                writer.write_json(META_FILE, meta_i)
+                if metrics:
+                    writer.write_json(METRICS_FILE, metrics[0])
+            else:
+                _write_run(writer.subdir(f"sample-{i}"), model, meta_i, metrics[i] if metrics else None)
+            summary.append({"run": "." if n == 1 else f"sample-{i}", **_brief(metrics[i] if metrics else {})})
+        if n > 1:
+            writer.write_json(SUMMARY_FILE, {"forget_class": c, "seconds_per_sample": round(seconds, 6),
+                                             "load_seconds": round(load_seconds, 3), "config": config,
+                                             "samples": summary})
+        return writer.commit()
 
 
 def _meta(src: Run, c: int, config: dict, seed: int, seconds: float, load_seconds: float) -> dict:

@@ -1,11 +1,12 @@
 """`unlearnkit hyperforget train`: collect checkpoints per forget request, then train the diffusion hypernetwork.
 
-Everything long is checkpointed inside the (hidden, resumable) output directory, `.<out>.partial/`:
-`features.safetensors` (the frozen features), `collection/class-<c>.safetensors` (one file per finished
-class) and `train-state.safetensors` (hypernetwork, EMA, optimizer and RNG state every `save_every` steps).
-`--resume` picks up from there and gives the same result as an uninterrupted run. On success the directory is
-renamed to `<out>/` with `hypernet.safetensors` + `meta.json` (+ the collection, for analysis); features and
-training state are dropped.
+Long phases are checkpointed with the package's resume machinery (`engine.checkpoint`), in `.<out>.partial/`
+beside the output: `hyperforget.features.safetensors` (the frozen features), one
+`hyperforget.collection-<c>.safetensors` per finished class, and `hyperforget.train.safetensors` (hypernetwork,
+EMA, optimizer and RNG state every `save_every` steps). `--resume` continues from there and ends with the same
+weights as an uninterrupted run. The output itself is written like a run directory (`engine.rundir.RunWriter`:
+assembled under a temporary name, renamed when complete): `hypernet.safetensors`, `meta.json`, and
+`collection/class-<c>.safetensors` (the checkpoints with their losses, for analysis).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 from torch import Tensor
 
 from ..data.splits import parse_classes
+from ..engine.checkpoint import checkpointing, load_state, save_state
 from ..engine.device import get_device
 from ..engine.progress import progress, say
 from ..engine.rundir import Run, RunWriter, load_run, versions
@@ -32,9 +35,8 @@ from .collect import STARTS, CollectConfig, collect_class
 from .heads import Features, compute_features, forget_retain, get_head, per_class_stats
 from .hypernet import HyperForget, check_variant, prompt_losses, raw_prompts
 from .net import NetConfig
-from .state import load_optimizer, load_tensors, optimizer_tensors, save_tensors
 
-FEATURES, STATE, COLLECTION, CONFIG = "features.safetensors", "train-state.safetensors", "collection", "config.json"
+FEATURES, STATE = "hyperforget.features.safetensors", "hyperforget.train.safetensors"
 
 
 @dataclass
@@ -115,44 +117,40 @@ def class_list(text: str, names: list[str]) -> list[int]:
 
 # --------------------------------------------------------------------------- phase 0: frozen features
 
-def load_features(src: Run, work: Path, data_root: str | Path | None) -> Features:
-    """Penultimate features of the training split and the test set, cached in the partial output."""
-    path = work / FEATURES
+def load_features(src: Run, folder: Path, data_root: str | Path | None) -> tuple[Features, float]:
+    """Penultimate features of the training split and the test set (checkpointed), and their seconds."""
+    path = folder / FEATURES
     if path.is_file():
-        t, info = load_tensors(path)
-        return Features(t["train"], t["y_train"], t["idx_train"], t["test"], t["y_test"], int(info["num_classes"]))
+        s = load_state(path)
+        return Features(**s["features"]), float(s["seconds"])
     from ..pipeline import load_run_data, split_of
 
     bundle = load_run_data(src.meta, data_root)
     split = split_of(src.meta, bundle, None)
     t0 = time.perf_counter()
     f = compute_features(src.build_model(get_device()), bundle, split.train_idx, get_device())
-    save_tensors(path, {"train": f.train, "y_train": f.y_train, "idx_train": f.idx_train, "test": f.test,
-                        "y_test": f.y_test}, {"num_classes": f.num_classes, "seconds": time.perf_counter() - t0})
-    return f
+    seconds = time.perf_counter() - t0
+    save_state(path, {"features": vars(f), "seconds": seconds})
+    return f, seconds
 
 
 # --------------------------------------------------------------------------- phase 1: collection
 
 def collect_all(classes: list[int], start: Tensor, f: Features, cfg: HyperForgetConfig, seed: int,
-                work: Path) -> dict[int, dict[str, Tensor]]:
-    """One file per class; classes already on disk (an interrupted run) are read back, not recomputed."""
-    d = work / COLLECTION
-    d.mkdir(exist_ok=True)
-    out = {}
+                folder: Path) -> tuple[dict[int, dict[str, Tensor]], float]:
+    """The collection of every class (one checkpoint file per finished class), and its seconds."""
+    out, seconds = {}, 0.0
     for c in progress(classes, "collect checkpoints", len(classes)):
-        path = d / f"class-{c}.safetensors"
+        path = folder / f"hyperforget.collection-{c}.safetensors"
         if path.is_file():
-            out[c], _ = load_tensors(path)
-            continue
-        t0 = time.perf_counter()
-        out[c] = collect_class(c, start, f, cfg.collect(), seed)
-        save_tensors(path, out[c], {"class": c, "seconds": time.perf_counter() - t0})
-    return out
-
-
-def collection_seconds(work: Path) -> float:
-    return sum(load_tensors(p)[1].get("seconds", 0.0) for p in sorted((work / COLLECTION).glob("class-*")))
+            s = load_state(path)
+        else:
+            t0 = time.perf_counter()
+            s = {"data": collect_class(c, start, f, cfg.collect(), seed)}
+            s["seconds"] = time.perf_counter() - t0
+            save_state(path, s)
+        out[c], seconds = s["data"], seconds + float(s["seconds"])
+    return out, seconds
 
 
 # --------------------------------------------------------------------------- phase 2: the diffusion hypernetwork
@@ -219,8 +217,8 @@ def lr_at(step: int, cfg: HyperForgetConfig) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
 
 
-def fit_hypernet(hf: HyperForget, ex: Examples, cfg: HyperForgetConfig, seed: int, work: Path) -> dict:
-    """Train the denoiser on `ex`, checkpointing to `work`; leaves the EMA weights in `hf.net`.
+def fit_hypernet(hf: HyperForget, ex: Examples, cfg: HyperForgetConfig, seed: int, folder: Path) -> dict:
+    """Train the denoiser on `ex`, checkpointing into `folder`; leaves the EMA weights in `hf.net`.
 
     Returns the loss history (mean per `save_every` steps) and the accumulated training seconds.
     """
@@ -231,14 +229,14 @@ def fit_hypernet(hf: HyperForget, ex: Examples, cfg: HyperForgetConfig, seed: in
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(seed)
     first, history, seconds = 0, [], 0.0
-    path = work / STATE
+    path = folder / STATE
     if path.is_file():
-        t, info = load_tensors(path)
-        net.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("net.")})
-        ema.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("ema.")})
-        load_optimizer(opt, t, info["optimizer"])
-        gen.set_state(t["rng"])
-        first, history, seconds = int(info["step"]), list(info["history"]), float(info["seconds"])
+        s = load_state(path)
+        net.load_state_dict(s["net"])
+        ema.load_state_dict(s["ema"])
+        opt.load_state_dict(s["optimizer"])
+        gen.set_state(s["generator"])
+        first, history, seconds = int(s["step"]), list(s["history"]), float(s["seconds"])
         say(f"resuming hypernetwork training at step {first}/{cfg.steps}")
     net.train()
     window: list[float] = []
@@ -263,11 +261,9 @@ def fit_hypernet(hf: HyperForget, ex: Examples, cfg: HyperForgetConfig, seed: in
             window = []
             seconds += time.perf_counter() - t0
             t0 = time.perf_counter()
-            opt_t, opt_info = optimizer_tensors(opt)
-            tensors = {**{f"net.{k}": v for k, v in net.state_dict().items()},
-                       **{f"ema.{k}": v for k, v in ema.state_dict().items()}, **opt_t, "rng": gen.get_state()}
-            save_tensors(path, tensors, {"step": step + 1, "history": history, "seconds": seconds,
-                                         "optimizer": opt_info})
+            save_state(path, {"net": net.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                              "generator": gen.get_state(), "step": step + 1, "history": history,
+                              "seconds": seconds})
     hf.net = ema.eval()
     return {"history": history, "seconds": seconds}
 
@@ -356,25 +352,42 @@ def train_hypernet(run: str | Path, out: str | Path, *, variant: str = "dihyfo-1
     cfg = make_config(_Settings, settings)
     src = load_run(run)
     classes = class_list(cfg.classes, src.meta["classes"])
-    writer = RunWriter(out, overwrite, inputs=(run,), resume=resume)
-    work = writer.workdir()
-    record = {"parent": str(src.path.resolve()), "variant": variant, "seed": seed, "config": asdict(cfg)}
-    if writer.resumed and (work / CONFIG).is_file():
-        before = json.loads((work / CONFIG).read_text())
-        if before != record:
-            diff = [k for k in record["config"] if before.get("config", {}).get(k) != record["config"][k]]
-            what = ", ".join(diff) or "run, variant or seed"
-            raise UserError(f"--resume with other settings than the interrupted run ({what} differ): repeat the "
-                            f"original command, or pass --overwrite to start over")
-    (work / CONFIG).write_text(json.dumps(record, indent=2) + "\n")
+    writer = RunWriter(out, overwrite, inputs=(run,))
+    from ..pipeline import _digest
 
-    f = load_features(src, work, data_root)
-    start = get_head(src.build_model("cpu"))
-    if tuple(start.shape) != (f.num_classes, f.train.shape[1] + 1):
-        raise UserError(f"the last linear layer of {run} does not map features to class logits: HyperForget "
-                        f"needs a model that ends in nn.Linear(features, classes)")
-    coll = collect_all(classes, start, f, cfg, seed, work)
+    fingerprint = {"command": "hyperforget train", "run": _digest(src.path), "variant": variant, "seed": seed,
+                   "config": asdict(cfg)}
+    with writer, checkpointing(writer.out, fingerprint, resume, overwrite) as ck, ck.enter("hyperforget") as scope:
+        f, feature_seconds = load_features(src, scope.folder, data_root)
+        start = get_head(src.build_model("cpu"))
+        if tuple(start.shape) != (f.num_classes, f.train.shape[1] + 1):
+            raise UserError(f"the last linear layer of {run} does not map features to class logits: HyperForget "
+                            f"needs a model that ends in nn.Linear(features, classes)")
+        coll, collect_seconds = collect_all(classes, start, f, cfg, seed, scope.folder)
+        hf, ex, holdout = build(coll, f, start, cfg, variant, seed, src)
+        fit = fit_hypernet(hf, ex, cfg, seed, scope.folder)
+        say("validating samples on the cached features ...")
+        meta = hf.meta
+        meta["validation"] = validate(hf, coll, f, cfg, holdout, seed)
+        meta["seconds"] = {"features": round(feature_seconds, 3), "collect": round(collect_seconds, 3),
+                           "train": round(fit["seconds"], 3)}
+        meta["seconds"]["total"] = round(sum(meta["seconds"].values()), 3)
+        meta["seconds"]["this_session"] = round(time.perf_counter() - t_start, 3)
+        meta["checkpoints"] = {"train": len(ex.z), "total": int(sum(len(d["run"]) for d in coll.values()))}
+        meta["train_loss"] = fit["history"]
+        meta["versions"] = versions()
+        collection = writer.subdir("collection")
+        for c, d in coll.items():
+            save_file({k: v.contiguous() for k, v in d.items()}, str(collection / f"class-{c}.safetensors"),
+                      metadata={"class": str(c), "kinds": ",".join(cfg.collect().kinds())})
+        hf.save(collection.parent)
+        writer.write_json("meta.json", meta)
+        return writer.commit()
 
+
+def build(coll: dict[int, dict[str, Tensor]], f: Features, start: Tensor, cfg: HyperForgetConfig, variant: str,
+          seed: int, src: Run) -> tuple[HyperForget, Examples, set[int]]:
+    """The untrained HyperForget (coordinates, prompt defaults, meta), its training examples, held-out runs."""
     counts = torch.bincount(f.y_train, minlength=f.num_classes)
     start_losses = per_class_stats(torch.stack([torch.zeros_like(start), start]), f.train, f.y_train,
                                    f.num_classes)[0]  # indexed like STARTS
@@ -383,33 +396,17 @@ def train_hypernet(run: str | Path, out: str | Path, *, variant: str = "dihyfo-1
     meta = {"kind": "hyperforget", "variant": variant, "parent": str(src.path.resolve()),
             "parent_meta": {k: src.meta[k] for k in ("arch", "num_classes", "classes", "input_shape",
                                                      "normalization", "data")},
-            "num_classes": f.num_classes, "classes": classes, "head_shape": list(start.shape),
+            "num_classes": f.num_classes, "classes": sorted(coll), "head_shape": list(start.shape),
             "class_counts": counts.tolist(), "start_losses": start_losses.tolist(),
             "net": cfg.net().to_dict(), "diffusion_steps": cfg.diffusion_steps, "sample_steps": cfg.sample_steps,
-            "temperature": cfg.temperature,
-            "seed": seed, "config": asdict(cfg)}
+            "temperature": cfg.temperature, "seed": seed, "config": asdict(cfg)}
     meta["default_prompts"] = default_prompts(coll, variant, start_losses, counts, train_runs)
     ex = examples(coll, variant, start_losses, counts, train_runs)
     basis = HeadBasis.fit(ex.z, cfg.rank, cfg.chunk)
     meta["rank"], meta["chunk"] = basis.rank, cfg.chunk
-    meta["kept_variance"] = {"train": round(basis.kept_variance(ex.z), 6)}
-    hf = HyperForget(HyperForget.build_net(meta), meta, start, basis)
+    meta["kept_variance"] = round(basis.kept_variance(ex.z), 6)
     ex.z = basis.encode(ex.z)
-    fit = fit_hypernet(hf, ex, cfg, seed, work)
-    say("validating samples on the cached features ...")
-    meta["validation"] = validate(hf, coll, f, cfg, holdout, seed)
-    feat_info = load_tensors(work / FEATURES)[1]
-    meta["seconds"] = {"features": round(float(feat_info.get("seconds", 0.0)), 3),
-                       "collect": round(collection_seconds(work), 3), "train": round(fit["seconds"], 3)}
-    meta["seconds"]["total"] = round(sum(meta["seconds"].values()), 3)
-    meta["seconds"]["this_session"] = round(time.perf_counter() - t_start, 3)
-    meta["checkpoints"] = {"train": len(ex.z), "total": int(sum(len(d["run"]) for d in coll.values()))}
-    meta["train_loss"] = fit["history"]
-    meta["versions"] = versions()
-    hf.save(work)
-    for name in (FEATURES, STATE, CONFIG):
-        (work / name).unlink(missing_ok=True)
-    return writer.commit()
+    return HyperForget(HyperForget.build_net(meta), meta, start, basis), ex, holdout
 
 
 def summary(out: str | Path) -> str:
