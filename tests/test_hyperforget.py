@@ -18,7 +18,7 @@ from unlearnkit.hyperforget.diffusion import Diffusion
 from unlearnkit.hyperforget.hypernet import override_prompt, prompt_losses, raw_prompts
 
 # Small enough for seconds on a CPU, large enough to learn two forget requests.
-TINY = {"classes": "3,5", "runs_per_class": 6, "epochs": 4, "checkpoints_per_run": 8, "width": 128, "depth": 2,
+TINY = {"classes": "3,5", "runs_per_class": 6, "head_epochs": 4, "checkpoints_per_run": 8, "width": 128, "depth": 2,
         "steps": 800, "batch_size": 32, "save_every": 100, "sample_steps": 20, "val_samples": 2, "rank": 16}
 
 
@@ -133,6 +133,25 @@ def test_resume_continues_where_it_stopped(hypernet, mlp_run, tmp_path, monkeypa
     done, again = load_file(str(hypernet / "hypernet.safetensors")), load_file(str(out / "hypernet.safetensors"))
     assert done.keys() == again.keys()
     assert all(torch.allclose(done[k], again[k], atol=1e-6) for k in done)
+
+
+def test_bench_suite_runs_sample_rows_from_one_hypernetwork(mlp_run, tmp_path, monkeypatch):
+    import shutil
+
+    from unlearnkit.bench import run_suite
+
+    # the suite's original model: a copy of the session's tiny MLP instead of a new training
+    monkeypatch.setattr("unlearnkit.pipeline.train", lambda data, arch, out, **kw: shutil.copytree(mlp_run, out))
+    settings = {**TINY, "steps": 200, "quick": "true", "arch": "mlp", "epochs": 4, "samples": 2,
+                "baselines": "finetune", "scenarios": "class-3", "cache": str(tmp_path / "cache")}
+    out = run_suite("hyperforget", tmp_path / "out", seeds=1, settings=settings)
+    res = json.loads((out / "results.json").read_text())
+    assert {r["row"] for r in res["records"]} == {"retrain", "hyperforget #0", "hyperforget #1", "finetune"}
+    assert len(list((tmp_path / "cache").glob("*-hyperforget-*"))) == 1  # trained once, used by both rows
+    runs = out / "runs" / "class-3"
+    w = [load_file(str(runs / f"hyperforget_#{i}" / "seed0" / "model.safetensors"))["net.5.weight"] for i in (0, 1)]
+    assert not torch.equal(w[0], w[1])
+    assert "hyperforget #1" in (out / "table.md").read_text()
 
 
 def test_sampler_recovers_a_known_clean_sample():

@@ -47,7 +47,7 @@ class HyperForgetConfig:
     classes: str = ""  # forgettable classes to cover, e.g. "0,3"; empty: all
     runs_per_class: int = 6
     trajectories: str = "retrain,finetune"
-    epochs: int = 6
+    head_epochs: int = 6  # epochs of each head-training run
     checkpoints_per_run: int = 12
     head_batch_size: int = 256
     lr_min: float = 1e-3
@@ -79,7 +79,7 @@ class HyperForgetConfig:
     val_samples: int = 4
 
     def collect(self) -> CollectConfig:
-        return CollectConfig(self.runs_per_class, self.trajectories, self.epochs, self.checkpoints_per_run,
+        return CollectConfig(self.runs_per_class, self.trajectories, self.head_epochs, self.checkpoints_per_run,
                              self.head_batch_size, self.lr_min, self.lr_max, self.head_weight_decay,
                              self.skip_scratch)
 
