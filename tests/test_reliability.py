@@ -179,6 +179,8 @@ def test_nan_loss_in_any_method_stops_it(tmp_path: Path, run: Path, monkeypatch:
     cls = METHODS.get(method)
     if not cls.scenarios & {"class"}:
         pytest.skip(f"{method} does not do class forgetting")
+    if not cls.needs:
+        pytest.skip(f"{method} sees no data: it has no loss that could diverge")
     forward = Classifier.forward
 
     def poisoned(self, x):

@@ -164,6 +164,36 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     rp.add_argument("--quiet", action="store_true")
 
+    h = sub.add_parser("hyperforget", help="train a diffusion hypernetwork once, then sample unlearned models")
+    hs = h.add_subparsers(dest="hyperforget_command", parser_class=_Parser)
+    ht = hs.add_parser("train", help="collect checkpoints per forgettable class and train the hypernetwork")
+    ht.add_argument("run")
+    ht.add_argument("--out", required=True)
+    ht.add_argument("--variant", default="dihyfo-1", choices=["dihyfo-1", "dihyfo-2"],
+                    help="conditioning: forget/retain loss prompts (dihyfo-1) or per-class loss prompts (dihyfo-2)")
+    ht.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="settings",
+                    help="settings, e.g. steps=3000 runs_per_class=6 (see unlearnkit.hyperforget.HyperForgetConfig)")
+    ht.add_argument("--seed", type=int, default=0)
+    ht.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoints")
+    ht.add_argument("--data-root")
+    _common(ht)
+    hp = hs.add_parser("sample", help="sample unlearned models for one forget request (ordinary run directories)")
+    hp.add_argument("hypernet")
+    hp.add_argument("--forget-class", required=True, metavar="C")
+    hp.add_argument("--out", required=True)
+    hp.add_argument("--n", type=int, default=1, help="samples; with n > 1, OUT/sample-0 ... OUT/sample-<n-1>")
+    hp.add_argument("--forget-loss", type=float, help="prompted forget-set loss (default: as retraining)")
+    hp.add_argument("--retain-loss", type=float, help="prompted retain-set loss (default: as retraining)")
+    hp.add_argument("--start", choices=["scratch", "original"],
+                    help="like a head retrained from scratch (default) or unlearned from the original head")
+    hp.add_argument("--steps", type=int, help="denoising steps (default: the hypernetwork's)")
+    hp.add_argument("--temperature", type=float, help="scale of the sampling noise (default: the hypernetwork's)")
+    hp.add_argument("--seed", type=int, default=0)
+    hp.add_argument("--reference", metavar="RUN", help="also write metrics.json against this retrained run")
+    hp.add_argument("--evaluate", action="store_true", help="also write metrics.json")
+    hp.add_argument("--data-root")
+    _common(hp)
+
     b = sub.add_parser("bench", help="run a benchmark suite (tables of methods x scenarios x seeds)")
     b.add_argument("suite")
     b.add_argument("--out", required=True)
@@ -278,6 +308,30 @@ def _report(a: argparse.Namespace) -> int:
     out = report(a.runs, a.out, data_root=a.data_root, overwrite=a.overwrite)
     print(f"written: {out}")
     return 0
+
+@command("hyperforget")
+def _hyperforget(a: argparse.Namespace) -> int:
+    from .hyperforget import sample, summary, train_hypernet
+    from .report.text import summary_table
+
+    if a.hyperforget_command == "train":
+        out = train_hypernet(a.run, a.out, variant=a.variant, settings=a.settings, seed=a.seed, resume=a.resume,
+                             data_root=a.data_root, overwrite=a.overwrite)
+        print(summary(out))
+        return 0
+    if a.hyperforget_command == "sample":
+        out = sample(a.hypernet, a.forget_class, a.out, n=a.n, forget_loss=a.forget_loss, retain_loss=a.retain_loss,
+                     start=a.start, steps=a.steps, temperature=a.temperature, seed=a.seed, reference=a.reference,
+                     evaluate=a.evaluate, data_root=a.data_root, overwrite=a.overwrite)
+        runs = [out] if a.n == 1 else [out / f"sample-{i}" for i in range(a.n)]
+        for r in runs:
+            if (r / "metrics.json").is_file():
+                print(f"{r}:")
+                print(summary_table(json.loads((r / "metrics.json").read_text()), "hyperforget"))
+        seconds = json.loads((runs[0] / "meta.json").read_text())["seconds"]
+        print(f"written: {out} ({a.n} sample{'s' if a.n > 1 else ''}, {seconds:.4f}s each)")
+        return 0
+    raise UserError("choose `unlearnkit hyperforget train` or `unlearnkit hyperforget sample` (see --help)")
 
 
 @command("bench")

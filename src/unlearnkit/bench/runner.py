@@ -37,6 +37,9 @@ class Row:
     settings: dict[str, Any] = field(default_factory=dict)
     label: str | None = None
     request: dict[str, Any] = field(default_factory=dict)  # per-row request overrides, e.g. clean_size
+    # {"fn": "module:function", **options}: fn(original, seed, cache, **options) returns extra settings, for rows
+    # that need something made once per original model (e.g. a hypernetwork: bench/hyperforget.py)
+    prepare: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:
@@ -216,11 +219,23 @@ def run(suite: Suite, out: Path, seeds: int = 3, cache: Path | None = None, over
                 d = out / "runs" / sc.name / row.name.replace(" ", "_").replace("/", "_") / f"seed{seed}"
                 if overwrite or not (d / "metrics.json").is_file():
                     say(f"bench {suite.name}: {sc.name} / {row.name} / seed {seed}")
-                    forget(original, row.method, d, seed=seed, settings=dict(row.settings), reference=reference,
+                    settings = {**row.settings, **prepared(row, original, seed, cache)}
+                    forget(original, row.method, d, seed=seed, settings=settings, reference=reference,
                            overwrite=overwrite or d.exists(), resume=True, **{**sc.request, **row.request})
                 m = json.loads((d / "metrics.json").read_text())
                 records.append(_record(suite, sc, row.name, row.method, seed, m, d))
     return write_results(suite, out, records, seeds, command or _command(), time.perf_counter() - t_start)
+
+
+def prepared(row: Row, original: Path, seed: int, cache: Path) -> dict[str, Any]:
+    """The extra settings a row's `prepare` hook makes for this original (cached by the hook itself)."""
+    if not row.prepare:
+        return {}
+    import importlib
+
+    options = dict(row.prepare)
+    module, _, name = str(options.pop("fn")).partition(":")
+    return getattr(importlib.import_module(module), name)(original, seed, cache, **options)
 
 
 def _record(suite: Suite, sc: Scenario, row: str, method: str, seed: int, m: dict, path: Path) -> dict:
