@@ -101,7 +101,7 @@ def test_backdoor_suite_declares_every_attack_and_defence():
     assert [s.name for s in suite.scenarios] == ["badnets", "blend", "sig", "wanet", "trojan", "l0-inv", "l2-inv"]
     assert all(s.request == {"backdoor": True} and s.train["poison_ratio"] == 0.1 for s in suite.scenarios)
     assert {r.name: r.request["clean_size"] for r in suite.rows} == {
-        "ibau": 72, "ibau-40": 40, "finetune": 72, "fine-pruning": 72, "nad": 72, "anp": 72}
+        "ibau": 72, "ibau-40": 40, "ngf": 72, "ngf-14": 14, "finetune": 72, "fine-pruning": 72, "nad": 72, "anp": 72}
     assert [c.label for c in suite.columns][2:] == ["clean_acc", "asr", "robust_acc", "der", "seconds"]
     with pytest.raises(UserError, match="no setting"):
         SUITES.get("backdoor")({"cleen": 3})

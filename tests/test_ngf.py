@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 
 import pytest
@@ -100,13 +101,13 @@ def test_ngf_is_a_backdoor_defence_that_sees_only_the_clean_set() -> None:
 
 def _stamp(x: torch.Tensor) -> torch.Tensor:
     x = x.clone()
-    x[..., 6:8, 6:8] = 255
+    x[..., 5:7, 5:7] = 255
     return x
 
 
 @pytest.fixture(scope="module")
 def poisoned():
-    """A badnets-style poisoned digits model (2x2 white corner patch, 10% of training, all-to-one)."""
+    """A badnets-style poisoned digits mlp (2x2 white patch near the corner, 10% of training, all-to-one)."""
     b = load_dataset("digits")
     split = make_split(b.y_train, 0.2, 0, None)
     gen = torch.Generator().manual_seed(0)
@@ -135,7 +136,7 @@ def _run_ngf(model: nn.Module, clean: Part, settings: list[str]) -> tuple[nn.Mod
     return out, task.figures
 
 
-def test_ngf_tunes_only_the_last_layer_and_lowers_the_asr(poisoned) -> None:
+def test_ngf_tunes_only_the_last_layer_and_beats_sgd_on_it(poisoned) -> None:
     model, b, clean = poisoned
     acc0, asr0 = _acc_asr(model, b)
     assert asr0 > 90
@@ -144,10 +145,12 @@ def test_ngf_tunes_only_the_last_layer_and_lowers_the_asr(poisoned) -> None:
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"net.5.weight", "net.5.bias"}  # the final nn.Linear of the mlp
     assert all(p.requires_grad for p in out.parameters())
-    acc, asr = _acc_asr(out, b)
-    assert asr < asr0 - 40
-    assert acc > acc0 - 5
     assert figures["tuned"] == "last linear layer" and figures["cached_features"]
+    acc, asr = _acc_asr(out, b)
+    sgd_acc, sgd_asr = _acc_asr(_run_ngf(model, clean, ["natural=false"])[0], b)
+    # Same layer, data, steps and schedule: only the natural-gradient preconditioner differs.
+    assert asr < 60 and sgd_asr > asr + 25  # measured: ~22-44 vs ~76-81 (varies with BLAS threads)
+    assert acc > acc0 - 3 and sgd_acc > acc0 - 3
 
 
 def test_ngf_all_layers_option_moves_the_body_too(poisoned) -> None:
@@ -155,3 +158,30 @@ def test_ngf_all_layers_option_moves_the_body_too(poisoned) -> None:
     out, figures = _run_ngf(model, clean, ["steps=20", "all_layers=true"])
     assert not torch.equal(model.state_dict()["net.1.weight"], out.state_dict()["net.1.weight"])
     assert not figures["cached_features"]
+
+
+def test_ngf_from_the_command_line_on_a_badnets_run(tmp_path) -> None:
+    from safetensors.torch import load_file
+
+    from unlearnkit.cli import main
+    from unlearnkit.pipeline import train
+
+    from .conftest import tree_hash
+
+    run = train("digits", "mlp", tmp_path / "bd", epochs=10, batch_size=64, lr=0.05, poison="badnets", target=0,
+                poison_ratio=0.1, arch_kwargs={"hidden": 64})
+    digest = tree_hash(run)
+    out = tmp_path / "ngf"
+    assert main(["forget", str(run), "--method", "ngf", "--backdoor", "--clean-size", "100", "--out", str(out),
+                 "--set", "steps=100", "--quiet"]) == 0
+    assert tree_hash(run) == digest  # the input run is never modified
+    m = json.loads((out / "metrics.json").read_text())
+    meta = json.loads((out / "meta.json").read_text())
+    assert m["original"]["asr"] >= 90
+    assert all(k in m for k in ("clean_acc", "asr", "robust_acc", "der", "seconds")) and 0 <= m["der"] <= 1
+    assert m["ngf"]["tuned"] == "last linear layer"
+    assert meta["method"]["config"]["steps"] == 100 and meta["clean_size"] == 100
+    before, after = load_file(str(run / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert {k for k in before if not torch.equal(before[k], after[k])} == {"net.5.weight", "net.5.bias"}
+    assert main(["forget", str(run), "--method", "ngf", "--forget-class", "3", "--out", str(tmp_path / "x"),
+                 "--quiet"]) == 2  # a backdoor defence only
