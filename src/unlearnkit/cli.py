@@ -1,6 +1,7 @@
 """The `unlearnkit` command: parses arguments, calls the Python API, prints. No logic of its own.
 
-Exit codes: 0 success, 2 bad input (one line naming the problem and the fix), 1 internal error.
+Exit codes: 0 success, 2 bad input (one line naming the problem and the fix), 1 internal or numerical error
+(one line; `UNLEARNKIT_DEBUG=1` prints the traceback), 130 interrupted (Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
@@ -9,11 +10,15 @@ import argparse
 import contextlib
 import io
 import json
+import os
+import signal
 import sys
+import threading
+import traceback
 from collections.abc import Callable, Sequence
 
 from .engine.distributed import is_main
-from .errors import UserError
+from .errors import NumericalError, UserError
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -57,6 +62,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
 
+def _resume(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run of the same command from its last checkpoint")
+
+
 def _tensorboard(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tensorboard", metavar="DIR",
                    help="also log losses and metrics for TensorBoard under DIR/<run name> (needs unlearnkit[tb])")
@@ -90,8 +100,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--poison-ratio", type=float, default=0.1)
     t.add_argument("--all-to-all", action="store_true")
     t.add_argument("--poison-set", nargs="*", metavar="KEY=VALUE", help="attack options")
+    _resume(t)
     _tensorboard(t)
     _common(t)
+
+    im = sub.add_parser("import", help="make a run directory from your own trained model (a state_dict file)")
+    im.add_argument("checkpoint", help=".safetensors, .pt or .pth state_dict (pickles are read weights-only)")
+    im.add_argument("--arch", required=True, help="the architecture the weights belong to")
+    im.add_argument("--arch-kwargs", nargs="*", metavar="KEY=VALUE")
+    im.add_argument("--data", required=True, help="the dataset the model was trained on")
+    im.add_argument("--out", required=True)
+    im.add_argument("--data-root")
+    im.add_argument("--image-size", type=int)
+    im.add_argument("--val-fraction", type=float, default=0.1)
+    im.add_argument("--epochs", type=int, help="the training recipe, repeated by `forget --retrain`")
+    im.add_argument("--batch-size", type=int)
+    im.add_argument("--lr", type=float)
+    im.add_argument("--optimizer", choices=["sgd", "adam"])
+    im.add_argument("--seed", type=int, default=0)
+    _common(im)
 
     f = sub.add_parser("forget", help="unlearn a class, samples or a backdoor; writes a new run directory")
     f.add_argument("run")
@@ -109,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--retrain", action="store_true")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--data-root")
+    _resume(f)
     _tensorboard(f)
     _common(f)
 
@@ -136,6 +164,36 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     rp.add_argument("--quiet", action="store_true")
 
+    h = sub.add_parser("hyperforget", help="train a diffusion hypernetwork once, then sample unlearned models")
+    hs = h.add_subparsers(dest="hyperforget_command", parser_class=_Parser)
+    ht = hs.add_parser("train", help="collect checkpoints per forgettable class and train the hypernetwork")
+    ht.add_argument("run")
+    ht.add_argument("--out", required=True)
+    ht.add_argument("--variant", default="dihyfo-1", choices=["dihyfo-1", "dihyfo-2"],
+                    help="conditioning: forget/retain loss prompts (dihyfo-1) or per-class loss prompts (dihyfo-2)")
+    ht.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="settings",
+                    help="settings, e.g. steps=3000 runs_per_class=6 (see unlearnkit.hyperforget.HyperForgetConfig)")
+    ht.add_argument("--seed", type=int, default=0)
+    ht.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoints")
+    ht.add_argument("--data-root")
+    _common(ht)
+    hp = hs.add_parser("sample", help="sample unlearned models for one forget request (ordinary run directories)")
+    hp.add_argument("hypernet")
+    hp.add_argument("--forget-class", required=True, metavar="C")
+    hp.add_argument("--out", required=True)
+    hp.add_argument("--n", type=int, default=1, help="samples; with n > 1, OUT/sample-0 ... OUT/sample-<n-1>")
+    hp.add_argument("--forget-loss", type=float, help="prompted forget-set loss (default: as retraining)")
+    hp.add_argument("--retain-loss", type=float, help="prompted retain-set loss (default: as retraining)")
+    hp.add_argument("--start", choices=["scratch", "original"],
+                    help="like a head retrained from scratch (default) or unlearned from the original head")
+    hp.add_argument("--steps", type=int, help="denoising steps (default: the hypernetwork's)")
+    hp.add_argument("--temperature", type=float, help="scale of the sampling noise (default: the hypernetwork's)")
+    hp.add_argument("--seed", type=int, default=0)
+    hp.add_argument("--reference", metavar="RUN", help="also write metrics.json against this retrained run")
+    hp.add_argument("--evaluate", action="store_true", help="also write metrics.json")
+    hp.add_argument("--data-root")
+    _common(hp)
+
     b = sub.add_parser("bench", help="run a benchmark suite (tables of methods x scenarios x seeds)")
     b.add_argument("suite")
     b.add_argument("--out", required=True)
@@ -148,10 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
 @command("demo")
 def _demo(a: argparse.Namespace) -> int:
     from .demo import best_method, demo, format_table
+    from .metrics.verdict import format_verdict
 
     method = a.method or best_method()
     m = demo(a.out, a.forget_class, a.overwrite, method)
     print(format_table(m, method))
+    print(format_verdict(m.get("verdict")))
     print(f"runs written under {a.out}/ (original/, forget/, forget/reference/)")
     return 0
 
@@ -164,7 +224,7 @@ def _train(a: argparse.Namespace) -> int:
                 seed=a.seed, data_root=a.data_root, image_size=a.image_size, val_fraction=a.val_fraction,
                 arch_kwargs=_kv(a.arch_kwargs), poison=a.poison, target=a.target, poison_ratio=a.poison_ratio,
                 all_to_all=a.all_to_all, poison_settings=_kv(a.poison_set), overwrite=a.overwrite,
-                tensorboard=a.tensorboard)
+                resume=a.resume, tensorboard=a.tensorboard)
     if not is_main():  # under torchrun rank 0 wrote the run (maybe on another node): nothing to read back here
         return 0
     m = json.loads((out / "metrics.json").read_text())
@@ -175,27 +235,47 @@ def _train(a: argparse.Namespace) -> int:
 
 @command("forget")
 def _forget(a: argparse.Namespace) -> int:
+    from .metrics.verdict import format_verdict
     from .pipeline import forget
     from .report.text import summary_table
 
     out = forget(a.run, a.method, a.out, forget_class=a.forget_class, forget_random=a.forget_random,
                  forget_indices=a.forget_indices, backdoor=a.backdoor, clean_size=a.clean_size,
                  settings=a.settings, reference=a.reference, retrain=a.retrain, seed=a.seed,
-                 data_root=a.data_root, overwrite=a.overwrite, tensorboard=a.tensorboard)
+                 data_root=a.data_root, overwrite=a.overwrite, resume=a.resume, tensorboard=a.tensorboard)
     if not is_main():
         return 0
-    print(summary_table(json.loads((out / "metrics.json").read_text()), a.method))
+    m = json.loads((out / "metrics.json").read_text())
+    print(summary_table(m, a.method))
+    if m.get("verdict"):
+        print(format_verdict(m["verdict"]))
     print(f"written: {out}")
+    return 0
+
+
+@command("import")
+def _import(a: argparse.Namespace) -> int:
+    from .pipeline import import_checkpoint
+
+    out = import_checkpoint(a.checkpoint, a.arch, a.data, a.out, arch_kwargs=_kv(a.arch_kwargs),
+                            data_root=a.data_root, image_size=a.image_size, val_fraction=a.val_fraction,
+                            epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, optimizer=a.optimizer, seed=a.seed,
+                            overwrite=a.overwrite)
+    m = json.loads((out / "metrics.json").read_text())
+    print(f"{out}: imported {a.checkpoint}; test accuracy {m['test_acc']:.2f}%")
     return 0
 
 
 @command("evaluate")
 def _evaluate(a: argparse.Namespace) -> int:
+    from .metrics.verdict import format_verdict
     from .pipeline import evaluate
     from .report.text import summary_table
 
     m = evaluate(a.run, a.reference, a.data_root)
     print(json.dumps(m, indent=2) if a.json else summary_table(m, "this run"))
+    if m.get("verdict") and not a.json:
+        print(format_verdict(m["verdict"]))
     return 0
 
 
@@ -229,6 +309,30 @@ def _report(a: argparse.Namespace) -> int:
     print(f"written: {out}")
     return 0
 
+@command("hyperforget")
+def _hyperforget(a: argparse.Namespace) -> int:
+    from .hyperforget import sample, summary, train_hypernet
+    from .report.text import summary_table
+
+    if a.hyperforget_command == "train":
+        out = train_hypernet(a.run, a.out, variant=a.variant, settings=a.settings, seed=a.seed, resume=a.resume,
+                             data_root=a.data_root, overwrite=a.overwrite)
+        print(summary(out))
+        return 0
+    if a.hyperforget_command == "sample":
+        out = sample(a.hypernet, a.forget_class, a.out, n=a.n, forget_loss=a.forget_loss, retain_loss=a.retain_loss,
+                     start=a.start, steps=a.steps, temperature=a.temperature, seed=a.seed, reference=a.reference,
+                     evaluate=a.evaluate, data_root=a.data_root, overwrite=a.overwrite)
+        runs = [out] if a.n == 1 else [out / f"sample-{i}" for i in range(a.n)]
+        for r in runs:
+            if (r / "metrics.json").is_file():
+                print(f"{r}:")
+                print(summary_table(json.loads((r / "metrics.json").read_text()), "hyperforget"))
+        seconds = json.loads((runs[0] / "meta.json").read_text())["seconds"]
+        print(f"written: {out} ({a.n} sample{'s' if a.n > 1 else ''}, {seconds:.4f}s each)")
+        return 0
+    raise UserError("choose `unlearnkit hyperforget train` or `unlearnkit hyperforget sample` (see --help)")
+
 
 @command("bench")
 def _bench(a: argparse.Namespace) -> int:
@@ -239,13 +343,25 @@ def _bench(a: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C: temporary outputs removed, checkpoints kept
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; every failure is one line on stderr (UNLEARNKIT_DEBUG=1 adds tracebacks)."""
     parser = build_parser()
+    a = None
+    previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
         a = parser.parse_args(argv)
         if a.command is None:
             parser.print_help()
-            return 2
+            raise UserError("no command given: choose one of the commands above")
         from .engine.progress import set_quiet
         from .engine.runlog import set_command
 
@@ -256,11 +372,32 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return COMMANDS[a.command](a)
         return COMMANDS[a.command](a)
     except UserError as err:
-        print(f"unlearnkit: error: {err}", file=sys.stderr)
-        return 2
+        print(f"unlearnkit: error: {_one_line(err)}", file=sys.stderr)
+        return UserError.exit_code
+    except NumericalError as err:
+        _debug()
+        print(f"unlearnkit: numerical error: {_one_line(err)}; nothing was written", file=sys.stderr)
+        return NumericalError.exit_code
     except KeyboardInterrupt:
-        print("unlearnkit: interrupted; no output was written", file=sys.stderr)
+        hint = "; rerun with --resume to continue from the last checkpoint" if getattr(a, "resume", None) is not None \
+            else ""
+        print(f"unlearnkit: interrupted; no output was written{hint}", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return 0  # output piped into e.g. `head`, which stopped reading
+    except Exception as err:  # noqa: BLE001 - a bug: one line, the traceback on request
+        _debug()
+        print(f"unlearnkit: internal error: {type(err).__name__}: {_one_line(err)[:300]} (a bug: please report it; "
+              f"UNLEARNKIT_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _debug() -> None:
+    if os.environ.get("UNLEARNKIT_DEBUG"):
+        traceback.print_exc()
 
 
 def entry() -> None:

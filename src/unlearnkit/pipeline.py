@@ -16,14 +16,16 @@ from torch import nn
 
 from .data import DataBundle, ForgetSpec, Split, load_dataset, make_split, parse_forget_spec
 from .engine import distributed, runlog
+from .engine.checkpoint import checkpointing, file_digest, stage
 from .engine.device import get_device
 from .engine.evaluate import Predictions, compare, evaluate_model
 from .engine.progress import say
 from .engine.rundir import Run, RunWriter, load_run, versions
 from .engine.seed import seed_everything
 from .engine.train import TrainConfig, fit
-from .errors import UserError
+from .errors import NumericalError, UserError
 from .methods.base import METHODS, EvalData, Method, UnlearnTask, config_dict, make_config
+from .metrics.verdict import verdict
 from .models import build_model
 
 DEFAULT_VAL_FRACTION = 0.1
@@ -44,7 +46,11 @@ def load_run_data(meta: dict, data_root: str | Path | None = None) -> DataBundle
     if meta.get("poison"):
         from .attacks import poison_bundle
 
-        bundle = poison_bundle(bundle, meta["poison"])
+        try:
+            bundle = poison_bundle(bundle, meta["poison"])
+        except (KeyError, TypeError, ValueError, IndexError) as err:  # a hand-edited or corrupted meta.json
+            raise UserError(f"the poison spec in meta.json is malformed ({type(err).__name__}: {err}): re-create "
+                            f"the run") from err
     check_fits(meta, bundle)
     return bundle
 
@@ -56,6 +62,22 @@ def check_fits(meta: dict, bundle: DataBundle) -> None:
     if list(meta["input_shape"]) != list(bundle.input_shape):
         raise UserError(f"the model takes inputs of shape {tuple(meta['input_shape'])} but the data gives "
                         f"{bundle.input_shape}: pass the same --image-size as in training")
+
+
+def check_input_shape(model: nn.Module, meta: dict, device: torch.device) -> None:
+    """One forward pass on blank images: an architecture that cannot take the data's image size fails here, with
+    a message, instead of deep inside training."""
+    was_training = model.training
+    model.eval()  # no BatchNorm statistics are touched
+    try:
+        with torch.no_grad():
+            model(torch.zeros(2, *meta["input_shape"], device=device))
+    except RuntimeError as err:
+        why = " ".join(str(err).split())[:120]
+        raise UserError(f"model {meta['arch']['name']!r} cannot take {tuple(meta['input_shape'])} images ({why}): "
+                        f"choose another --arch or a larger --image-size") from err
+    finally:
+        model.train(was_training)
 
 
 def split_of(meta: dict, bundle: DataBundle, spec: ForgetSpec | None) -> Split:
@@ -81,21 +103,15 @@ def train(data: str = "digits", arch: str = "cnn-small", out: str | Path = "runs
           image_size: int | None = None, val_fraction: float = DEFAULT_VAL_FRACTION,
           arch_kwargs: dict[str, Any] | None = None, poison: str | None = None, target: int = 0,
           poison_ratio: float = 0.1, all_to_all: bool = False, poison_settings: dict | None = None,
-          overwrite: bool = False, tensorboard: str | Path | None = None) -> Path:
+          overwrite: bool = False, resume: bool = False, tensorboard: str | Path | None = None) -> Path:
     """Train a classifier (optionally with a planted backdoor) and write a run directory.
 
+    With `resume=True`, an interrupted run with the same arguments continues from its last epoch checkpoint.
     With `tensorboard=DIR`, losses and metrics are also logged for TensorBoard under DIR/<run name>.
     Returns the path of the run directory.
     """
     writer = RunWriter(out, overwrite, tensorboard=tensorboard)
-    if not 0.0 <= val_fraction < 1.0:
-        raise UserError(f"--val-fraction {val_fraction} is outside [0, 1): use e.g. 0.1")
-    cfg = TrainConfig()
-    for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer}.items():
-        if v is not None:
-            setattr(cfg, k, v)
-    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.optimizer not in ("sgd", "adam"):
-        raise UserError("--epochs and --batch-size must be >= 1, --lr > 0, --optimizer sgd or adam")
+    cfg = _recipe(epochs, batch_size, lr, optimizer, val_fraction)
     bundle = load_dataset(data, data_root, image_size)
     meta: dict[str, Any] = {
         "kind": "train",
@@ -109,24 +125,85 @@ def train(data: str = "digits", arch: str = "cnn-small", out: str | Path = "runs
         from .attacks import make_poison_spec, poison_bundle
 
         meta["poison"] = make_poison_spec(poison, bundle, target=target, ratio=poison_ratio,
-                                          all_to_all=all_to_all, seed=seed, settings=poison_settings or {})
+                                          all_to_all=all_to_all, seed=seed, settings=poison_settings or {},
+                                          val_fraction=val_fraction, split_seed=meta["data"]["split_seed"])
         bundle = poison_bundle(bundle, meta["poison"])
     split = split_of(meta, bundle, None)
     device = get_device()
-    gen = seed_everything(seed)
-    model = _new_model_fn(meta)().to(device)
-    t0 = time.perf_counter()
-    history = fit(model, bundle.train_part(split.train_idx), cfg, device, gen, desc="train")
-    meta["seconds"] = round(time.perf_counter() - t0, 3)
-    metrics, _ = evaluate_model(model, bundle, split, None, device, seed)
-    metrics = {**_backdoor_metrics(model, bundle, meta, device), **metrics}
-    metrics["seconds"] = meta["seconds"]
-    metrics["train_loss"] = [round(v, 5) for v in history]
+    with writer, checkpointing(writer.out, {"command": "train", **meta}, resume, overwrite):
+        gen = seed_everything(seed)
+        model = _new_model_fn(meta)().to(device)
+        check_input_shape(model, meta, device)
+        t0 = time.perf_counter()
+        with stage("train") as sc:
+            history = fit(model, bundle.train_part(split.train_idx), cfg, device, gen, desc="train")
+        meta["seconds"] = round(time.perf_counter() - t0 + (sc.carried_seconds if sc else 0.0), 3)
+        metrics, _ = evaluate_model(model, bundle, split, None, device, seed)
+        metrics = {**_backdoor_metrics(model, bundle, meta, device), **metrics}
+        metrics["seconds"] = meta["seconds"]
+        metrics["train_loss"] = [round(v, 5) for v in history]
+        meta["versions"] = versions()
+        writer.save_model(model)
+        writer.write_json("meta.json", meta)
+        writer.write_json("metrics.json", metrics)
+        return writer.commit()
+
+
+def _recipe(epochs: int | None, batch_size: int | None, lr: float | None, optimizer: str | None,
+            val_fraction: float) -> TrainConfig:
+    """The training recipe from the flags (defaults for those not given), validated."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise UserError(f"--val-fraction {val_fraction} is outside [0, 1): use e.g. 0.1")
+    cfg = TrainConfig()
+    for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer}.items():
+        if v is not None:
+            setattr(cfg, k, v)
+    if not (cfg.epochs >= 1 and cfg.batch_size >= 1 and 0 < cfg.lr < float("inf") and cfg.optimizer in ("sgd", "adam")):
+        raise UserError("--epochs and --batch-size must be >= 1, --lr > 0, --optimizer sgd or adam")
+    return cfg
+
+
+def import_checkpoint(checkpoint: str | Path, arch: str, data: str = "digits", out: str | Path = "runs/import", *,
+                      arch_kwargs: dict[str, Any] | None = None, data_root: str | Path | None = None,
+                      image_size: int | None = None, val_fraction: float = DEFAULT_VAL_FRACTION,
+                      epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
+                      optimizer: str | None = None, seed: int = 0, overwrite: bool = False) -> Path:
+    """Make a run directory from a model trained elsewhere (a state_dict in .safetensors, .pt or .pth).
+
+    `.pt`/`.pth` files are read with `torch.load(weights_only=True)` only: a pickle that would run code is
+    refused (see `engine.checkpoint`). The training flags record how the model was trained, which is what
+    `forget --retrain` repeats without the forget set. The run is evaluated on `data` as a sanity check.
+    """
+    from .engine.checkpoint import load_into, read_state_dict
+
+    writer = RunWriter(out, overwrite, inputs=(checkpoint,))
+    cfg = _recipe(epochs, batch_size, lr, optimizer, val_fraction)
+    state = read_state_dict(checkpoint)
+    bundle = load_dataset(data, data_root, image_size)
+    meta: dict[str, Any] = {
+        "kind": "import", "arch": {"name": arch, "kwargs": dict(arch_kwargs or {})},
+        "num_classes": bundle.num_classes, "classes": bundle.classes, "input_shape": list(bundle.input_shape),
+        "normalization": {"mean": list(bundle.mean), "std": list(bundle.std)},
+        "data": data_spec(bundle.spec, data_root, image_size, val_fraction), "train": cfg.to_dict(), "seed": seed,
+        "source": {"checkpoint": str(Path(checkpoint).resolve()), "sha256": file_digest(checkpoint)},
+    }
+    device = get_device()
+    model = _new_model_fn(meta)()
+    check_input_shape(model, meta, torch.device("cpu"))
+    if load_into(model, state, checkpoint):  # an unlearnkit state_dict brings its own normalisation
+        meta["normalization"] = {"mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist()}
+    model = model.to(device).eval()
+    metrics, _ = _input_metrics(Run(Path(checkpoint), meta), model, bundle,
+                                Request("none", None, split_of(meta, bundle, None)), seed, None)
+    if metrics["test_acc"] < 1.5 * 100.0 / bundle.num_classes:
+        say(f"warning: test accuracy {metrics['test_acc']:.2f}% is near chance: check --arch, --data and the "
+            f"input normalisation the model was trained with")
     meta["versions"] = versions()
-    writer.save_model(model)
-    writer.write_json("meta.json", meta)
-    writer.write_json("metrics.json", metrics)
-    return writer.commit()
+    with writer:
+        writer.save_model(model)
+        writer.write_json("meta.json", meta)
+        writer.write_json("metrics.json", metrics)
+        return writer.commit()
 
 
 def _backdoor_metrics(model: nn.Module, bundle: DataBundle, meta: dict, device: torch.device) -> dict:
@@ -202,35 +279,49 @@ class MethodRun:
 
 
 def execute_method(name: str, settings: dict | list[str] | None, model: nn.Module, meta: dict, bundle: DataBundle,
-                   req: Request, seed: int, clean_size: int | None = None) -> MethodRun:
-    """Run one method on a copy of `model`, timing `unlearn` alone."""
+                   req: Request, seed: int, clean_size: int | None = None,
+                   stage_name: str | None = None) -> MethodRun:
+    """Run one method on a copy of `model`, timing `unlearn` alone.
+
+    Inside a checkpointed command, `stage_name` names its checkpoints: its `fit` calls resume per epoch and
+    a finished result is reused by `--resume` instead of being computed again.
+    """
     cls = METHODS.get(name)
     method = cls(make_config(cls, settings))
     needs = method.needs_for(req.scenario)
     task = build_task(meta, bundle, req, needs, seed, clean_size)
     work = copy.deepcopy(model)
-    first_epoch = runlog.epoch_mark()
-    t0 = time.perf_counter()
-    out = method.unlearn(work, task)
-    seconds = time.perf_counter() - t0
-    distributed.broadcast_model(out)  # under torchrun, every rank evaluates rank 0's model
-    out.eval()
-    bad = [n for n, p in out.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
-    if bad:
-        from .errors import NumericalError
-
-        raise NumericalError(f"method {name!r} produced NaN/inf weights ({bad[0]}); lower its learning rate")
-    losses = runlog.losses_since(first_epoch)  # loss curves of fit() ('loss' alone if it ran under the method's name)
-    if list(losses) == [f"{name}_loss"]:
-        losses = {"loss": losses[f"{name}_loss"]}
-    figures = {**losses, **task.figures}
+    with stage(stage_name or name) as sc:
+        done = sc.load_result(work) if sc else None
+        if done is not None:  # finished before an interruption: read back, not recomputed
+            return MethodRun(work.eval(), done["config"], float(done["seconds"]), done["figures"], {}, method)
+        first_epoch = runlog.epoch_mark()
+        t0 = time.perf_counter()
+        try:
+            out = method.unlearn(work, task)
+        except NumericalError as err:
+            raise err if name in str(err) else NumericalError(f"method {name!r}: {err}") from err
+        seconds = time.perf_counter() - t0 + (sc.carried_seconds if sc else 0.0)
+        distributed.broadcast_model(out)  # under torchrun, every rank evaluates rank 0's model
+        out.eval()
+        bad = [n for n, p in out.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
+        if bad:
+            raise NumericalError(f"method {name!r} produced NaN/inf weights ({bad[0]}); lower its learning rate")
+        # loss curves of fit() ('loss' alone if it ran under the method's name)
+        losses = runlog.losses_since(first_epoch)
+        if list(losses) == [f"{name}_loss"]:
+            losses = {"loss": losses[f"{name}_loss"]}
+        figures = {**losses, **task.figures}
+        if sc:
+            sc.save_result(out, {"config": config_dict(method.config), "seconds": seconds, "figures": figures})
     return MethodRun(out, config_dict(method.config), seconds, figures, task.artifacts, method)
 
 
 def run_method(name: str, settings: dict | list[str] | None, model: nn.Module, meta: dict, bundle: DataBundle,
-               req: Request, seed: int, clean_size: int | None = None) -> tuple[nn.Module, dict, float, dict]:
+               req: Request, seed: int, clean_size: int | None = None,
+               stage_name: str | None = None) -> tuple[nn.Module, dict, float, dict]:
     """Run one method on a copy of `model`; return (model, config, seconds, figures)."""
-    r = execute_method(name, settings, model, meta, bundle, req, seed, clean_size)
+    r = execute_method(name, settings, model, meta, bundle, req, seed, clean_size, stage_name)
     return r.model, r.config, r.seconds, r.figures
 
 
@@ -248,13 +339,15 @@ def forget(run: str | Path, method: str, out: str | Path, *, forget_class: str |
            forget_random: float | None = None, forget_indices: str | Path | None = None, backdoor: bool = False,
            clean_size: int | None = None, settings: dict | list[str] | None = None,
            reference: str | Path | None = None, retrain: bool = False, seed: int = 0,
-           data_root: str | Path | None = None, overwrite: bool = False,
+           data_root: str | Path | None = None, overwrite: bool = False, resume: bool = False,
            tensorboard: str | Path | None = None) -> Path:
     """Unlearn with `method` and write a new run directory (the input run is never modified).
 
     With `retrain=True` the retrained reference is trained in the same run (written to `OUT/reference`),
     so the speed-up is a ratio of two wall times measured side by side; with `reference=RUN`, an existing
-    retrained run is used.
+    retrained run is used. With `resume=True`, an interrupted run with the same arguments continues from
+    its checkpoints (per epoch for methods built on `fit`, such as retrain and finetune; per finished stage
+    otherwise). `metrics["verdict"]` judges whether the request was honoured (see `metrics.verdict`).
     """
     src = load_run(run)
     writer = RunWriter(out, overwrite, inputs=(run,) + ((reference,) if reference else ()), tensorboard=tensorboard)
@@ -269,38 +362,79 @@ def forget(run: str | Path, method: str, out: str | Path, *, forget_class: str |
     ref_run = _check_reference(reference, src, req) if reference is not None else None
     device = get_device()
     model = src.build_model(device)
-    original, _ = _metrics_for(model, bundle, req, src.meta, seed, None)
-    say(f"unlearning with {method} ...")
-    res = execute_method(method, settings, model, src.meta, bundle, req, seed, clean_size)
-    unlearned, config, seconds, figures = res.model, res.config, res.seconds, res.figures
-    metrics, p = _metrics_for(unlearned, bundle, req, src.meta, seed, seconds)
-    ref_model, p_ref = None, None
-    meta = _forget_meta(src, req, method, config, seed, seconds, clean_size)
-    if retrain:
-        say("retraining the reference from scratch ...")
-        ref_model, ref_cfg, ref_seconds, _ = run_method("retrain", None, model, src.meta, bundle, req, seed)
-        ref_metrics, p_ref = _metrics_for(ref_model, bundle, req, src.meta, seed, ref_seconds)
-        ref_dir = writer.subdir("reference")
-        _write_plain_run(ref_dir, ref_model, _forget_meta(src, req, "retrain", ref_cfg, seed, ref_seconds, None),
-                         ref_metrics)
-        metrics = compare(metrics, ref_metrics, p, p_ref)
-        meta["reference"] = "reference"
-    elif ref_run is not None:
-        ref_model = ref_run.build_model(device)
-        ref_metrics, p_ref = _metrics_for(ref_model, bundle, req, src.meta, seed, ref_run.meta.get("seconds"))
-        metrics = compare(metrics, ref_metrics, p, p_ref)
-        meta["reference"] = str(Path(reference).resolve())
-    metrics["original"] = {k: v for k, v in original.items() if k not in ("confusion_test",)}
-    figures = {**figures, **res.method.extra_metrics(unlearned, ref_model,
-                                                     EvalData(bundle, req.split, req.scenario, seed, p, p_ref), device)}
-    if figures:
-        metrics[method] = figures
-    writer.save_model(unlearned)
-    for name, state in res.artifacts.items():
-        writer.save_weights(name, state)
-    writer.write_json("meta.json", meta)
-    writer.write_json("metrics.json", metrics)
-    return writer.commit()
+    original, _ = _input_metrics(src, model, bundle, req, seed, None)
+    fingerprint = {"command": "forget", "run": _digest(src.path), "method": method,
+                   "settings": config_dict(make_config(cls, settings)), "scenario": req.scenario,
+                   "forget": req.spec.to_dict() if req.spec else None, "clean_size": clean_size, "seed": seed,
+                   "reference": _digest(ref_run.path) if ref_run else None, "retrain": retrain}
+    with writer, checkpointing(writer.out, fingerprint, resume, overwrite):
+        say(f"unlearning with {method} ...")
+        res = execute_method(method, settings, model, src.meta, bundle, req, seed, clean_size, stage_name="method")
+        unlearned, config, seconds, figures = res.model, res.config, res.seconds, res.figures
+        metrics, p = _metrics_for(unlearned, bundle, req, src.meta, seed, seconds)
+        ref_model, p_ref = None, None
+        meta = _forget_meta(src, req, method, config, seed, seconds, clean_size)
+        if retrain:
+            say("retraining the reference from scratch ...")
+            ref_model, ref_cfg, ref_seconds, _ = run_method("retrain", None, model, src.meta, bundle, req, seed,
+                                                            stage_name="reference")
+            ref_metrics, p_ref = _metrics_for(ref_model, bundle, req, src.meta, seed, ref_seconds)
+            ref_dir = writer.subdir("reference")
+            _write_plain_run(ref_dir, ref_model, _forget_meta(src, req, "retrain", ref_cfg, seed, ref_seconds,
+                                                              None), ref_metrics)
+            metrics = compare(metrics, ref_metrics, p, p_ref)
+            meta["reference"] = "reference"
+        elif ref_run is not None:
+            ref_model = ref_run.build_model(device)
+            ref_metrics, p_ref = _input_metrics(ref_run, ref_model, bundle, req, seed, ref_run.meta.get("seconds"))
+            metrics = compare(metrics, ref_metrics, p, p_ref)
+            meta["reference"] = str(Path(reference).resolve())
+        metrics["original"] = {k: v for k, v in original.items() if k not in ("confusion_test",)}
+        _add_der(metrics, metrics["original"])
+        figures = {**figures, **res.method.extra_metrics(
+            unlearned, ref_model, EvalData(bundle, req.split, req.scenario, seed, p, p_ref), device)}
+        if figures:
+            metrics[method] = figures
+        metrics["verdict"] = verdict(metrics, req.scenario)
+        writer.save_model(unlearned)
+        for name, state in res.artifacts.items():
+            writer.save_weights(name, state)
+        writer.write_json("meta.json", meta)
+        writer.write_json("metrics.json", metrics)
+        return writer.commit()
+
+
+def _digest(run_dir: Path) -> dict:
+    """Hashes of a run's files: a resumed command must read the very same inputs."""
+    return {name: file_digest(run_dir / name) for name in ("model.safetensors", "meta.json")}
+
+
+def _input_metrics(run: Run, model: nn.Module, bundle: DataBundle, req: Request, seed: int,
+                   seconds: float | None) -> tuple[dict, Predictions]:
+    """Metrics of a model read from the user's run: NaN/inf outputs there are the input's defect, not ours."""
+    try:
+        return _metrics_for(model, bundle, req, run.meta, seed, seconds)
+    except NumericalError as err:
+        raise UserError(f"the model in {run.path} is unusable ({err}): re-create the run") from err
+
+
+def _add_der(metrics: dict, before: dict) -> None:
+    """DER of a backdoor defence (BackdoorBench), from the model before and after it."""
+    if all(k in d for d in (metrics, before) for k in ("asr", "clean_acc")):
+        from .metrics import defense_effectiveness_rating
+
+        metrics["der"] = round(defense_effectiveness_rating(before, metrics), 4)
+
+
+def _parent_metrics(meta: dict) -> dict:
+    """The metrics of the run a forget run started from (for DER), or {} when it is gone."""
+    parent = meta.get("parent")
+    if meta.get("kind") != "forget" or not parent or not Path(parent).is_dir():
+        return {}
+    try:
+        return load_run(parent).metrics
+    except UserError:
+        return {}
 
 
 def _forget_meta(src: Run, req: Request, method: str, config: dict, seed: int, seconds: float,
@@ -343,7 +477,7 @@ def _check_reference(reference: str | Path, src: Run, req: Request) -> Run:
 # --------------------------------------------------------------------------- evaluate
 
 def evaluate(run: str | Path, reference: str | Path | None = None, data_root: str | Path | None = None) -> dict:
-    """Recompute the metrics of a run (against a reference run, if given). Writes nothing."""
+    """Recompute the metrics of a run (against a reference run, if given), with a verdict. Writes nothing."""
     src = load_run(run)
     bundle = load_run_data(src.meta, data_root)
     spec = ForgetSpec.from_dict(src.meta["forget"]) if src.meta.get("forget") else None
@@ -351,14 +485,20 @@ def evaluate(run: str | Path, reference: str | Path | None = None, data_root: st
     req = Request(scenario or "none", spec, split_of(src.meta, bundle, spec))
     device = get_device()
     seed = int(src.meta.get("seed", 0))
-    metrics, p = _metrics_for(src.build_model(device), bundle, req, src.meta, seed, src.meta.get("seconds"))
+    metrics, p = _input_metrics(src, src.build_model(device), bundle, req, seed, src.meta.get("seconds"))
+    if scenario == "backdoor":
+        _add_der(metrics, _parent_metrics(src.meta))
     if reference is None and src.meta.get("reference") == "reference" and (src.path / "reference").is_dir():
         reference = src.path / "reference"
     if reference is not None:
         ref = _check_reference(reference, src, req)
-        ref_metrics, p_ref = _metrics_for(ref.build_model(device), bundle, req, src.meta, seed,
-                                          ref.meta.get("seconds"))
+        ref_metrics, p_ref = _input_metrics(ref, ref.build_model(device), bundle, req, seed, ref.meta.get("seconds"))
         metrics = compare(metrics, ref_metrics, p, p_ref)
+    if isinstance(src.metrics.get("original"), dict):
+        metrics["original"] = src.metrics["original"]  # the model before unlearning is not in this run
+    judged = verdict(metrics, scenario)
+    if judged is not None:
+        metrics["verdict"] = judged
     return metrics
 
 
@@ -381,7 +521,11 @@ def predict(run: str | Path, images: list[str | Path], top: int = 5) -> list[dic
         x = read_image(Path(path), int(h))
         x = x.float().mean(0, keepdim=True).round().to(torch.uint8) if c == 1 else x
         with torch.no_grad():
-            logits.append(model(to_float(x[None].to(device)))[0].float().cpu())
+            lg = model(to_float(x[None].to(device)))[0].float().cpu()
+        if not torch.isfinite(lg).all():
+            raise UserError(f"the model in {run} outputs NaN/inf for {path}: its weights or meta.json are unusable; "
+                            f"re-create the run")
+        logits.append(lg)
     extras = _predict_extras(src, torch.stack(logits)) if logits else []
     out = []
     for n, (path, lg) in enumerate(zip(images, logits, strict=True)):

@@ -37,6 +37,9 @@ class Row:
     settings: dict[str, Any] = field(default_factory=dict)
     label: str | None = None
     request: dict[str, Any] = field(default_factory=dict)  # per-row request overrides, e.g. clean_size
+    # {"fn": "module:function", **options}: fn(original, seed, cache, **options) returns extra settings, for rows
+    # that need something made once per original model (e.g. a hypernetwork: bench/hyperforget.py)
+    prepare: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:
@@ -69,6 +72,10 @@ def key(k: str) -> Column:
 def gap(k: str, label: str | None = None) -> Column:
     return Column(label or f"gap {k}", lambda m: m.get("gap", {}).get(k))
 
+
+# The recipe of the Fashion-MNIST / resnet18 originals every suite shares (so they share the cached models):
+# SGD momentum 0.9, cosine schedule, weight decay 5e-4, flip augmentation, 6 epochs (about 91-92% test accuracy).
+FASHION_MNIST_RESNET18: dict[str, Any] = {"epochs": 6, "batch_size": 128, "lr": 0.05}
 
 UA = Column("UA", lambda m: None if "forget_acc" not in m else 100.0 - m["forget_acc"])
 RA = Column("RA", lambda m: m.get("retain_acc"))
@@ -143,15 +150,20 @@ def default_cache() -> Path:
     return Path(os.environ.get("UNLEARNKIT_BENCH_CACHE", Path.home() / ".cache" / "unlearnkit" / "bench"))
 
 
+def original_path(cache: Path, data: str, arch: str, train: dict, seed: int) -> Path:
+    """Where the cached original for this recipe and seed lives (named by a hash of the full recipe)."""
+    recipe = {"data": data, "arch": arch, **train, "seed": seed}
+    return cache / f"{data.replace(':', '_').replace('/', '_')}-{arch}-{_hash(recipe)}-s{seed}"
+
+
 def cached_original(cache: Path, data: str, arch: str, train: dict, seed: int) -> Path:
     """Train (once) the original model for this recipe and seed; later calls reuse it."""
     from ..pipeline import train as train_fn
 
-    recipe = {"data": data, "arch": arch, **train, "seed": seed}
-    path = cache / f"{data.replace(':', '_').replace('/', '_')}-{arch}-{_hash(recipe)}-s{seed}"
+    path = original_path(cache, data, arch, train, seed)
     if not (path / "metrics.json").is_file():
         say(f"bench: training original {path.name}")
-        train_fn(data, arch, path, seed=seed, overwrite=path.exists(), **train)
+        train_fn(data, arch, path, seed=seed, overwrite=path.exists(), resume=True, **train)
     return path
 
 
@@ -162,7 +174,7 @@ def cached_reference(cache: Path, original: Path, request: dict, seed: int) -> P
     path = cache / f"{original.name}-retrain-{_hash(request)}"
     if not (path / "metrics.json").is_file():
         say(f"bench: retraining reference {path.name}")
-        forget(original, "retrain", path, seed=seed, overwrite=path.exists(), **request)
+        forget(original, "retrain", path, seed=seed, overwrite=path.exists(), resume=True, **request)
     return path
 
 
@@ -207,11 +219,23 @@ def run(suite: Suite, out: Path, seeds: int = 3, cache: Path | None = None, over
                 d = out / "runs" / sc.name / row.name.replace(" ", "_").replace("/", "_") / f"seed{seed}"
                 if overwrite or not (d / "metrics.json").is_file():
                     say(f"bench {suite.name}: {sc.name} / {row.name} / seed {seed}")
-                    forget(original, row.method, d, seed=seed, settings=dict(row.settings), reference=reference,
-                           overwrite=d.exists(), **{**sc.request, **row.request})
+                    settings = {**row.settings, **prepared(row, original, seed, cache)}
+                    forget(original, row.method, d, seed=seed, settings=settings, reference=reference,
+                           overwrite=overwrite or d.exists(), resume=True, **{**sc.request, **row.request})
                 m = json.loads((d / "metrics.json").read_text())
                 records.append(_record(suite, sc, row.name, row.method, seed, m, d))
     return write_results(suite, out, records, seeds, command or _command(), time.perf_counter() - t_start)
+
+
+def prepared(row: Row, original: Path, seed: int, cache: Path) -> dict[str, Any]:
+    """The extra settings a row's `prepare` hook makes for this original (cached by the hook itself)."""
+    if not row.prepare:
+        return {}
+    import importlib
+
+    options = dict(row.prepare)
+    module, _, name = str(options.pop("fn")).partition(":")
+    return getattr(importlib.import_module(module), name)(original, seed, cache, **options)
 
 
 def _record(suite: Suite, sc: Scenario, row: str, method: str, seed: int, m: dict, path: Path) -> dict:

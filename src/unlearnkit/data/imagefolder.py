@@ -30,7 +30,7 @@ def read_image(path: Path, size: int) -> Tensor:
     try:
         with Image.open(path) as img:
             return pil_to_uint8(img, size)
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
         raise UserError(f"cannot read image {path} ({err.__class__.__name__}): remove or replace the file") from err
 
 

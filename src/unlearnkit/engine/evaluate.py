@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ..data.bundle import DataBundle
 from ..data.splits import Split
+from ..errors import NumericalError
 from ..metrics import (
     accuracy,
     avg_gap,
@@ -42,6 +43,9 @@ class Predictions:
         self.retain_logits = predict_logits(model, self.retain, device)
         self.forget = bundle.train_part(split.forget_idx, "none") if len(split.forget_idx) else None
         self.forget_logits = predict_logits(model, self.forget, device) if self.forget is not None else None
+        for name, t in (("test", self.test_logits), ("retain", self.retain_logits), ("forget", self.forget_logits)):
+            if t is not None and not torch.isfinite(t).all():  # metrics of NaN outputs would be silent garbage
+                raise NumericalError(f"the model outputs NaN/inf logits on the {name} set")
 
 
 def _test_masks(bundle: DataBundle, split: Split) -> tuple[Tensor, Tensor]:

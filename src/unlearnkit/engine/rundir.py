@@ -7,6 +7,7 @@ complete, so a crash or Ctrl-C never leaves a half-written directory that looks 
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import shutil
@@ -75,6 +76,9 @@ class Run:
         return model.to(device).eval()
 
 
+MAX_CHANNELS, MAX_SIDE = 16, 4096  # beyond any dataset unlearnkit loads; guards model building from absurd shapes
+
+
 def load_run(path: str | Path) -> Run:
     """Read and validate a run directory; any defect is a `UserError` naming it."""
     p = Path(path)
@@ -86,28 +90,98 @@ def load_run(path: str | Path) -> Run:
             raise UserError(f"run directory {p} is incomplete (no {name}): {fix}")
     try:
         meta = json.loads((p / META_FILE).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{p / META_FILE} is not valid JSON ({getattr(err, 'msg', err)}): {fix}") from err
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise UserError(f"{p / META_FILE} is not valid JSON ({getattr(err, 'msg', type(err).__name__)}): {fix}") \
+            from err
     if not isinstance(meta, dict):
         raise UserError(f"{p / META_FILE} is not a JSON object: {fix}")
     missing = [k for k in REQUIRED_META if k not in meta]
     if missing:
         raise UserError(f"{p / META_FILE} lacks {', '.join(missing)}: {fix}")
-    try:
-        assert isinstance(meta["arch"], dict) and isinstance(meta["arch"]["name"], str)
-        assert int(meta["num_classes"]) == len(meta["classes"]) >= 2
-        assert len(meta["input_shape"]) == 3 and all(int(v) > 0 for v in meta["input_shape"])
-        assert len(meta["normalization"]["mean"]) == len(meta["normalization"]["std"]) == int(meta["input_shape"][0])
-        assert isinstance(meta["data"], dict) and isinstance(meta["data"]["spec"], str)
-    except (AssertionError, KeyError, TypeError, ValueError) as err:
-        raise UserError(f"{p / META_FILE} has malformed arch/classes/input_shape/normalization/data: {fix}") from err
+    problem = _meta_problem(meta)
+    if problem:
+        raise UserError(f"{p / META_FILE} is malformed ({problem}): {fix}")
     metrics: dict = {}
     if (p / METRICS_FILE).is_file():
         try:
             metrics = json.loads((p / METRICS_FILE).read_text())
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             metrics = {}
-    return Run(p, meta, metrics)
+    return Run(p, meta, metrics if isinstance(metrics, dict) else {})
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _meta_problem(m: dict) -> str | None:
+    """The first defect of a meta.json (None when it is sound): every field a command reads is checked here,
+    so a hand-edited or corrupted file fails with its name instead of a traceback deep inside a command."""
+    arch, norm, data, shape = m["arch"], m["normalization"], m["data"], m["input_shape"]
+    if not (isinstance(arch, dict) and isinstance(arch.get("name"), str) and isinstance(arch.get("kwargs", {}), dict)):
+        return "arch must be {name, kwargs}"
+    classes = m["classes"]
+    if not (_is_int(m["num_classes"]) and isinstance(classes, list) and m["num_classes"] == len(classes) >= 2
+            and all(isinstance(c, str) for c in classes)):
+        return "num_classes must equal the number of class names, at least 2"
+    if not (isinstance(shape, list) and len(shape) == 3 and all(_is_int(v) and v > 0 for v in shape)
+            and shape[0] <= MAX_CHANNELS and max(shape[1:]) <= MAX_SIDE):
+        return "input_shape must be [channels, height, width]"
+    if not (isinstance(norm, dict) and all(isinstance(norm.get(k), list) and len(norm[k]) == shape[0]
+                                           and all(_is_num(v) for v in norm[k]) for k in ("mean", "std"))
+            and all(v > 0 for v in norm["std"])):
+        return "normalization needs a finite mean and a positive std per channel"
+    if not (isinstance(data, dict) and isinstance(data.get("spec"), str)
+            and (data.get("root") is None or isinstance(data["root"], str))
+            and (data.get("image_size") is None or _is_int(data["image_size"]))
+            and _is_num(data.get("val_fraction", 0.1)) and 0 <= data.get("val_fraction", 0.1) < 1
+            and _is_int(data.get("split_seed", 0))):
+        return "data must be {spec, root, image_size, val_fraction, split_seed}"
+    if not _is_int(m.get("seed", 0)):
+        return "seed must be an integer"
+    if not _train_ok(m.get("train", {})):
+        return "train must be a training recipe (epochs, batch_size, lr, optimizer ...)"
+    if m.get("forget") is not None and not _forget_ok(m["forget"], m["num_classes"]):
+        return "forget is not a valid forget spec"
+    if m.get("kind") == "forget" and not _scenario_ok(m):
+        return "scenario does not match forget"
+    if m.get("poison") is not None and not isinstance(m["poison"], dict):
+        return "poison must be an object"
+    if m.get("seconds") is not None and not _is_num(m["seconds"]):
+        return "seconds must be a number"
+    return None
+
+
+def _train_ok(t: Any) -> bool:
+    if not isinstance(t, dict):
+        return False
+    ints = all(_is_int(t.get(k, 1)) and t.get(k, 1) >= 1 for k in ("epochs", "batch_size"))
+    nums = all(_is_num(t.get(k, 0)) and t.get(k, 0) >= 0 for k in ("lr", "momentum", "weight_decay"))
+    return ints and nums and t.get("optimizer", "sgd") in ("sgd", "adam") and isinstance(t.get("schedule", ""), str) \
+        and isinstance(t.get("augment", True), bool)
+
+
+def _scenario_ok(m: dict) -> bool:
+    scenario, f = m.get("scenario"), m.get("forget")
+    if scenario == "backdoor":
+        return f is None
+    return scenario in ("class", "random", "indices") and isinstance(f, dict) and f.get("kind") == scenario
+
+
+def _forget_ok(f: Any, num_classes: int) -> bool:
+    if not isinstance(f, dict) or f.get("kind") not in ("class", "random", "indices") or not _is_int(f.get("seed", 0)):
+        return False
+    if f["kind"] == "class":
+        c = f.get("classes")
+        return isinstance(c, list) and bool(c) and all(_is_int(v) and 0 <= v < num_classes for v in c)
+    if f["kind"] == "random":
+        return _is_num(f.get("fraction")) and 0 < f["fraction"] < 1
+    i = f.get("indices")
+    return isinstance(i, list) and bool(i) and all(_is_int(v) for v in i)
 
 
 def _dump(obj: Any) -> str:

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from ..data.bundle import Part
 from ..errors import NumericalError
 from . import distributed, runlog
+from .checkpoint import fit_stage
 from .progress import progress
 
 
@@ -72,9 +73,9 @@ def fit(model: nn.Module, data: Part, cfg: TrainConfig, device: torch.device, ge
     opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
     steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
     sched = make_scheduler(opt, cfg.schedule, cfg.epochs * steps_per_epoch)
-    history: list[float] = []
-    step = 0
-    for _epoch in progress(range(cfg.epochs), desc, cfg.epochs):
+    stage = fit_stage(desc, cfg.epochs)  # epoch checkpoints for --resume (None when not checkpointing)
+    start, step, history = stage.restore(model, opt, sched, generator) if stage else (0, 0, [])
+    for epoch in progress(range(start, cfg.epochs), desc, cfg.epochs - start):
         model.train()
         total, count = torch.zeros((), device=device), 0
         batches = data.batches(cfg.batch_size, device, shuffle=True, generator=generator, augment=cfg.augment)
@@ -92,6 +93,8 @@ def fit(model: nn.Module, data: Part, cfg: TrainConfig, device: torch.device, ge
         total_all, count_all = distributed.sum_over_ranks(float(total), count)
         history.append(total_all / max(1, count_all))
         runlog.epoch(desc, len(history), cfg.epochs, history[-1])
+        if stage:
+            stage.save(epoch + 1, step, history, model, opt, sched, generator)
     model.eval()
     return history
 

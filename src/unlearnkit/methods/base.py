@@ -8,6 +8,7 @@ declares `{"clean"}` can never peek at the poisoned samples.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -202,10 +203,28 @@ def make_config(cls: type[Method], settings: dict[str, Any] | list[str] | None) 
         if isinstance(v, str):
             items[k] = _convert(v, hints[k], k)
     cfg = cfg_cls(**items)
+    _check_numbers(cls.name, cfg)
     post = getattr(cfg, "validate", None)
     if callable(post):
         post()
     return cfg
+
+
+def _check_numbers(method: str, cfg: Any) -> None:
+    """Settings no method can use: a NaN/inf number, a learning rate or batch size <= 0, negative epochs/steps.
+
+    Caught here, once for every method, they are bad input (exit 2) instead of a NaN loss or a crash later.
+    """
+    for f in dataclasses.fields(cfg) if dataclasses.is_dataclass(cfg) else []:
+        v, name = getattr(cfg, f.name), f.name
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        positive = name == "lr" or name.startswith("lr_") or name.endswith(("_lr", "batch_size"))
+        counted = name.endswith(("epochs", "steps", "rounds", "iterations"))
+        if not math.isfinite(v) or (positive and v <= 0) or (counted and v < 0):
+            need = "> 0" if positive else ">= 0" if counted else "finite"
+            raise UserError(f"method {method!r}: setting {name}={v} must be {need}: pass e.g. --set {name}="
+                            f"{f.default if f.default is not dataclasses.MISSING else 1}")
 
 
 def config_dict(config: Any) -> dict:

@@ -7,6 +7,7 @@ in pixel space, and a saved model needs nothing but its weights and meta.json to
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
@@ -34,17 +35,24 @@ class Classifier(nn.Module):
 
 
 def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int], mean: tuple[float, ...],
-                std: tuple[float, ...], **kwargs: Any) -> Classifier:
-    """Build a registered model (or `torchvision:NAME`) wrapped with its input normalisation."""
+                std: tuple[float, ...], /, **kwargs: Any) -> Classifier:
+    """Build a registered model (or `torchvision:NAME`) wrapped with its input normalisation.
+
+    The leading arguments are positional-only, so that any `--arch-kwargs` key (even `name=`) reaches the
+    model's factory and fails there with a message, not with a TypeError at this call.
+    """
+    factory: Factory
     if name.startswith("torchvision:"):
         from .tv import torchvision_model
 
-        net = torchvision_model(name.split(":", 1)[1], num_classes, input_shape, **kwargs)
+        factory = partial(torchvision_model, name.split(":", 1)[1])
     else:
-        try:
-            net = MODELS.get(name)(num_classes=num_classes, input_shape=input_shape, **kwargs)
-        except TypeError as err:
-            raise UserError(f"bad model options for {name!r} ({err}): check --arch-kwargs") from err
+        factory = MODELS.get(name)
+    try:
+        net = factory(num_classes=num_classes, input_shape=input_shape, **kwargs)
+    except (TypeError, ValueError, RuntimeError) as err:  # e.g. an unknown option, a negative width
+        raise UserError(f"bad model options for {name!r} ({' '.join(str(err).split())[:200]}): check "
+                        f"--arch-kwargs") from err
     return Classifier(net, mean, std)
 
 

@@ -1,0 +1,443 @@
+"""Checkpoint io: reading users' checkpoints safely, and the epoch checkpoints behind `--resume`.
+
+Safe reading. A `.pt`/`.pth` file is a pickle, and unpickling can run arbitrary code. Users bring checkpoints
+they got from someone else, so `.safetensors` is read with safetensors (no code at all) and pickles only with
+`torch.load(weights_only=True)`, whose restricted unpickler admits tensors and plain containers and refuses
+anything else (a `__reduce__` that calls `os.system`, a whole pickled `nn.Module`) before it runs.
+
+Resuming. `train` and `forget` keep checkpoints in a hidden folder beside the output, `.OUT.partial/`:
+`run.json` (the command that made them) and one `.safetensors` file per stage (tensors, with the rest of the
+state as JSON in its header), each written to a temporary name and renamed, so a kill at any instant leaves
+the previous checkpoint whole. A stage is either a call of `engine.train.fit` (saved after an epoch at most
+every `min_interval()` seconds, and after its last epoch: model, optimizer, scheduler, and every RNG: the
+run's generator, torch's, NumPy's, Python's) or a method's finished result. `--resume` restores them, so the
+resumed run ends with the same weights and metrics as an uninterrupted one; the folder is removed once the
+output is committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import random
+import re
+import shutil
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..errors import UserError
+from . import runlog
+from .distributed import barrier, is_main
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")  # where training scripts nest the weights
+PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.compile
+
+
+# --------------------------------------------------------------------------- safe reading
+
+def _refused(path: Path, err: Exception) -> UserError:
+    found = re.search(r"Unsupported (global|operand)[^\n.]*", str(err))
+    why = found.group(0).strip() if found else type(err).__name__
+    return UserError(f"refusing to load {path}: it holds pickled objects other than tensors ({why}), which could "
+                     f"run code; save only weights: torch.save(model.state_dict(), ...) or safetensors")
+
+
+def _torch_load(path: Path) -> Any:
+    version = tuple(int(v) for v in re.findall(r"\d+", torch.__version__)[:2])
+    if version < (2, 6):  # weights_only had code-execution holes before 2.6 (CVE-2025-32434)
+        raise UserError(f"cannot load {path} safely with torch {torch.__version__}: upgrade to torch>=2.6 or "
+                        f"convert the checkpoint to .safetensors")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise _refused(path, err) from err
+    except Exception as err:  # noqa: BLE001 - any defect of a user's file is bad input
+        first = (str(err).strip().splitlines() or [""])[0][:160]
+        raise UserError(f"cannot read checkpoint {path} ({type(err).__name__}: {first}): pass a file written "
+                        f"by torch.save(model.state_dict(), ...) or safetensors") from err
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """Read a state_dict from `.safetensors` (safetensors) or `.pt`/`.pth`/`.bin` (`weights_only` torch.load).
+
+    Accepts the usual wrappings of training scripts ({'state_dict': ...}, {'model': ...}) and strips the
+    `module.` / `_orig_mod.` prefixes of DistributedDataParallel and torch.compile.
+
+    Raises:
+        UserError: the file is missing, unreadable, not a state_dict, or holds pickled code.
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UserError(f"checkpoint {p} does not exist: pass the path of a .safetensors, .pt or .pth file")
+    if p.suffix not in CHECKPOINT_SUFFIXES:
+        raise UserError(f"checkpoint {p} is not {', '.join(CHECKPOINT_SUFFIXES)}: save the state_dict with "
+                        f"torch.save or safetensors")
+    if p.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            obj: Any = load_file(str(p))
+        except (SafetensorError, OSError, ValueError) as err:
+            raise UserError(f"cannot read {p} ({err}): the file is corrupt or truncated") from err
+    else:
+        obj = _torch_load(p)
+    for key in WRAPPER_KEYS:
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) and isinstance(v, Tensor)
+                                                       for k, v in obj.items()):
+        raise UserError(f"{p} holds a {type(obj).__name__}, not a state_dict of tensors: save "
+                        f"model.state_dict() instead")
+    out = {}
+    for k, v in obj.items():
+        for pre in PREFIXES:
+            k = k.removeprefix(pre)
+        out[k] = v
+    return out
+
+
+def load_into(model: nn.Module, state: dict[str, Tensor], source: str | Path) -> bool:
+    """Load a user's state_dict into a built unlearnkit model (a `Classifier`: `net.*` + `mean`/`std`).
+
+    A bare network's keys (what a training script saves) are matched under `net.` (or `net.net.` for the
+    grey-image torchvision wrapper); missing `num_batches_tracked` counters (older torch) are filled in.
+    Returns True when the checkpoint carried its own `mean`/`std` (a state_dict saved by unlearnkit).
+
+    Raises:
+        UserError: the keys or shapes do not fit the architecture, or a weight is NaN/infinite.
+    """
+    target = model.state_dict()
+    for prefix in ("", "net.", "net.net."):
+        mapped = {prefix + k: v for k, v in state.items()}
+        for k, v in target.items():
+            if k.endswith("num_batches_tracked") or (prefix and k in ("mean", "std")):
+                mapped.setdefault(k, v)
+        if set(mapped) == set(target):
+            break
+    else:
+        missing = sorted(set(target) - {p + k for p in ("", "net.", "net.net.") for k in state})
+        raise UserError(f"{source} does not fit this architecture ({len(missing)} weights missing, e.g. "
+                        f"{missing[0] if missing else next(iter(state))!r}): pass the --arch (and --arch-kwargs) "
+                        f"the model was trained with")
+    try:
+        model.load_state_dict(mapped, strict=True)
+    except RuntimeError as err:
+        detail = [ln.strip() for ln in str(err).splitlines() if "size mismatch" in ln or "Missing" in ln]
+        raise UserError(f"{source} does not fit this architecture ({(detail or [str(err)])[0][:200]}): pass the "
+                        f"--arch, --arch-kwargs and --data the model was trained with") from err
+    if any(t.is_floating_point() and not torch.isfinite(t).all() for t in mapped.values()):
+        raise UserError(f"{source} contains NaN or infinite weights: export a checkpoint from before training diverged")
+    return prefix == ""
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file (identifies an input run in run.json and in meta.json)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- state <-> safetensors + json
+
+def _pack(obj: Any, tensors: dict[str, Tensor], key: str) -> Any:
+    """Replace every tensor/array in a nested state by a reference into `tensors`; the rest stays JSON."""
+    if isinstance(obj, Tensor):
+        tensors[key] = obj.detach().cpu().contiguous().clone()
+        return {"__t__": key}
+    if isinstance(obj, np.ndarray):
+        tensors[key] = torch.from_numpy(obj.astype(np.int64) if obj.dtype == np.uint32 else obj.copy())
+        return {"__np__": key, "dtype": str(obj.dtype)}
+    if isinstance(obj, dict):
+        return {"__d__": [[k, _pack(v, tensors, f"{key}.{i}")] for i, (k, v) in enumerate(obj.items())]}
+    if isinstance(obj, (list, tuple)):
+        items = [_pack(v, tensors, f"{key}.{i}") for i, v in enumerate(obj)]
+        return {"__tu__": items} if isinstance(obj, tuple) else items
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot checkpoint a {type(obj).__name__} at {key}")
+
+
+def _unpack(obj: Any, tensors: dict[str, Tensor]) -> Any:
+    if isinstance(obj, list):
+        return [_unpack(v, tensors) for v in obj]
+    if not isinstance(obj, dict):
+        return obj
+    if "__t__" in obj:
+        return tensors[obj["__t__"]]
+    if "__np__" in obj:
+        return tensors[obj["__np__"]].numpy().astype(obj["dtype"])
+    if "__tu__" in obj:
+        return tuple(_unpack(v, tensors) for v in obj["__tu__"])
+    return {k: _unpack(v, tensors) for k, v in obj["__d__"]}
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    # rename is atomic: a killed process leaves the old file or the new one, never half of one (no fsync:
+    # that guards against power loss only, and costs more than a small model's epoch)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def save_state(path: Path, state: dict[str, Any]) -> None:
+    """Write a nested state (tensors, arrays, JSON values) as one safetensors file, atomically."""
+    from safetensors.torch import save
+
+    tensors: dict[str, Tensor] = {}
+    tree = _pack(state, tensors, "s")
+    _write_atomic(path, save(tensors, metadata={"state": json.dumps(tree)}))
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        tree = json.loads(f.metadata()["state"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no items()
+    return _unpack(tree, tensors)
+
+
+def rng_state(generator: torch.Generator | None) -> dict[str, Any]:
+    """Every random state a run draws from, so a resumed run draws the same numbers."""
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(legacy=False),
+             "python": random.getstate()}
+    if generator is not None:
+        state["generator"] = generator.get_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], generator: torch.Generator | None) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if generator is not None and "generator" in state:
+        generator.set_state(state["generator"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+# --------------------------------------------------------------------------- stages of a run
+
+def min_interval() -> float:
+    """Seconds between two epoch checkpoints (`UNLEARNKIT_CHECKPOINT_SECONDS`, default 5; 0 = every epoch).
+
+    Long epochs are all saved; a tiny model's epochs (a fraction of a second) are not each worth a write.
+    """
+    try:
+        return max(0.0, float(os.environ.get("UNLEARNKIT_CHECKPOINT_SECONDS", "5")))
+    except ValueError:
+        return 5.0
+
+
+class FitStage:
+    """The epoch checkpoints of one `fit` call of `epochs` epochs (`desc` names it in the run log)."""
+
+    def __init__(self, path: Path, epochs: int, desc: str) -> None:
+        self.path, self.epochs, self.desc = path, epochs, desc
+        self.prior_seconds = 0.0
+        self._t0 = self._last = time.perf_counter()
+
+    def restore(self, model: nn.Module, opt: torch.optim.Optimizer, sched: Any,
+                generator: torch.Generator | None) -> tuple[int, int, list[float]]:
+        """Load the last checkpoint into the live objects; (epochs done, steps done, loss history)."""
+        if not self.path.is_file():
+            return 0, 0, []
+        s = load_state(self.path)
+        _unwrap(model).load_state_dict(s["model"])
+        opt.load_state_dict(s["optimizer"])
+        sched.load_state_dict(s["scheduler"])
+        set_rng_state(s["rng"], generator)
+        self.prior_seconds = float(s["seconds"])
+        history = list(s["history"])
+        for i, loss in enumerate(history, 1):  # the log and loss curves cover the epochs before the interruption
+            runlog.epoch(self.desc, i, self.epochs, loss)
+        runlog.log(f"{self.desc}: resumed after epoch {s['epoch']} from {self.path.name}")
+        return int(s["epoch"]), int(s["step"]), history
+
+    def save(self, epoch: int, step: int, history: list[float], model: nn.Module, opt: torch.optim.Optimizer,
+             sched: Any, generator: torch.Generator | None) -> None:
+        """Checkpoint after an epoch (always after the last one, so a finished fit is never repeated)."""
+        now = time.perf_counter()
+        if not is_main() or (epoch < self.epochs and now - self._last < min_interval()):
+            return
+        self._last = now
+        save_state(self.path, {"epoch": epoch, "step": step, "history": history,
+                               "seconds": self.prior_seconds + time.perf_counter() - self._t0,
+                               "model": _unwrap(model).state_dict(), "optimizer": opt.state_dict(),
+                               "scheduler": sched.state_dict(), "rng": rng_state(generator)})
+
+
+class Scope:
+    """A named part of a run (e.g. 'method', 'reference'): numbers its `fit` calls, caches its result."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.folder, self.name = folder, name
+        self.fits: list[FitStage] = []
+
+    def next_fit(self, desc: str, epochs: int) -> FitStage:
+        slug = re.sub(r"[^A-Za-z0-9_-]+", "_", desc)[:40]
+        stage = FitStage(self.folder / f"{self.name}.fit{len(self.fits)}-{slug}.safetensors", epochs, desc)
+        self.fits.append(stage)
+        return stage
+
+    @property
+    def carried_seconds(self) -> float:
+        """Seconds spent in this scope's fits before the interruption (added to the resumed wall time)."""
+        return sum(f.prior_seconds for f in self.fits)
+
+    @property
+    def _result(self) -> Path:
+        return self.folder / f"{self.name}.result.safetensors"
+
+    def load_result(self, model: nn.Module) -> dict | None:
+        """Load a finished result into `model` and return its info, or None when there is none."""
+        if not self._result.is_file():
+            return None
+        s = load_state(self._result)
+        try:
+            model.load_state_dict(s["model"])
+        except RuntimeError:
+            return None  # a result that does not fit is recomputed
+        return s["info"]
+
+    def save_result(self, model: nn.Module, info: dict) -> None:
+        if is_main():
+            save_state(self._result, {"model": _unwrap(model).state_dict(), "info": info})
+
+
+class Checkpoints:
+    """The checkpoint folder of one command (`.OUT.partial/` beside OUT)."""
+
+    def __init__(self, out: Path, fingerprint: dict, resume: bool, overwrite: bool) -> None:
+        self.folder = partial_dir(out)
+        self.fingerprint = json.loads(json.dumps(fingerprint, default=str))
+        self.scope: Scope | None = None
+        run_json = self.folder / "run.json"
+        if is_main() and self.folder.exists() and (overwrite or not run_json.is_file()):
+            shutil.rmtree(self.folder)  # discarded on request, or never completed its first write
+        barrier()  # under torchrun every rank decides on the same folder
+        if self.folder.exists() and not resume:
+            raise UserError(f"{self.folder} holds checkpoints of an interrupted run: pass --resume to continue "
+                            f"it, or --overwrite to start again")
+        elif self.folder.exists():
+            try:
+                old = json.loads(run_json.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise UserError(f"{run_json} is unreadable: pass --overwrite to start again") from err
+            a, b = _leaves(old), _leaves(self.fingerprint)
+            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            if diff:
+                raise UserError(f"the checkpoints in {self.folder} were made by a different command (it differs in "
+                                f"{', '.join(diff)}): repeat that command with --resume, or pass --overwrite")
+        self.resumed = self.folder.exists()
+
+    def _ensure(self) -> Path:
+        if is_main() and not self.folder.exists():
+            tmp = self.folder.with_name(self.folder.name + f".tmp-{uuid.uuid4().hex[:8]}")
+            tmp.mkdir(parents=True)
+            (tmp / "run.json").write_text(json.dumps(self.fingerprint, indent=2) + "\n")
+            os.replace(tmp, self.folder)
+        return self.folder
+
+    @contextmanager
+    def enter(self, name: str) -> Iterator[Scope]:
+        self._ensure()
+        previous, self.scope = self.scope, Scope(self.folder, name)
+        try:
+            yield self.scope
+        finally:
+            self.scope = previous
+
+    def discard(self) -> None:
+        if is_main():
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _leaves(d: Any, prefix: str = "") -> dict[str, Any]:
+    """{'train.epochs': 4, ...}: a nested dict flattened to dotted keys, to name what differs."""
+    if not isinstance(d, dict) or not d:
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_leaves(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def partial_dir(out: Path) -> Path:
+    """Where the checkpoints of a run writing OUT live: `.OUT.partial` beside it."""
+    return out.parent / f".{out.name}.partial"
+
+
+_ACTIVE: ContextVar[Checkpoints | None] = ContextVar("unlearnkit_checkpoints", default=None)
+
+
+@contextmanager
+def checkpointing(out: str | Path, fingerprint: dict, resume: bool = False,
+                  overwrite: bool = False) -> Iterator[Checkpoints]:
+    """Checkpoint the `fit` calls and stages inside this block into `.OUT.partial/`.
+
+    The folder is removed when the block ends normally (the output is committed) or with bad input or a
+    numerical fault (repeating would fail the same way); it is kept after Ctrl-C, a kill or any other crash,
+    for `--resume`.
+    """
+    from ..errors import NumericalError
+
+    ck = Checkpoints(Path(out).expanduser(), fingerprint, resume, overwrite)
+    token = _ACTIVE.set(ck)
+    try:
+        yield ck
+    except (UserError, NumericalError):
+        ck.discard()
+        raise
+    else:
+        ck.discard()
+    finally:
+        _ACTIVE.reset(token)
+
+
+@contextmanager
+def stage(name: str) -> Iterator[Scope | None]:
+    """Enter a named stage of the active run (None when nothing is being checkpointed)."""
+    ck = _ACTIVE.get()
+    if ck is None:
+        yield None
+        return
+    with ck.enter(name) as scope:
+        yield scope
+
+
+def fit_stage(desc: str, epochs: int) -> FitStage | None:
+    """The checkpoint of the next `fit` call, or None outside a checkpointed stage (tests, the bench's inner loops)."""
+    ck = _ACTIVE.get()
+    if ck is None or ck.scope is None:
+        return None
+    return ck.scope.next_fit(desc, epochs)

@@ -1,0 +1,185 @@
+"""A trained HyperForget: the denoiser, its conditioning, and how it is saved and sampled.
+
+Conditioning variants (Lara Rangel, Schoepf, Foster, Krueger, Anwar 2024, "Learning to Forget using
+Hypernetworks", DiHyFo-1 and DiHyFo-2 condition on different loss signals; the exact signals below are this
+package's reading, *inferred*, not copied from the paper's code, which is not public):
+
+- `dihyfo-1`: two prompts, the forget-set loss and the retain-set loss of the wanted model (plus the starting
+  head's two losses, G.pt's "absolute loss conditioning").
+- `dihyfo-2`: the per-class loss vector of the wanted model (K prompts, plus the starting head's K): a finer
+  signal that says, class by class, what to keep and what to lose.
+
+As in G.pt, each checkpoint is paired with the parameters its run started from, and these are an input:
+`scratch` (a zero head: the run retrained the head without the class) or `original` (the model's own head:
+the run unlearned from it). Sampling from `scratch` asks for "what retraining gives", from `original` for "what
+unlearning the given model gives"; the two are different modes, and naming the start keeps the denoiser from
+averaging them.
+
+Prompts are losses on the training features, embedded on a log(1 + loss) scale: forget losses of forgotten
+classes reach 10-30 nats, and the log keeps their resolution comparable to retain losses near 0.1.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import UserError
+from .basis import HeadBasis
+from .collect import STARTS
+from .diffusion import Diffusion
+from .heads import forget_retain
+from .net import NetConfig, build_net
+
+VARIANTS = {"dihyfo-1": "forget-set and retain-set loss prompts",
+            "dihyfo-2": "per-class loss prompts"}
+WEIGHTS_FILE = "hypernet.safetensors"
+META_FILE = "meta.json"
+
+
+def check_variant(variant: str) -> str:
+    if variant not in VARIANTS:
+        raise UserError(f"unknown variant {variant!r}: choose {' or '.join(VARIANTS)}")
+    return variant
+
+
+def num_prompts(variant: str, num_classes: int) -> int:
+    return 4 if variant == "dihyfo-1" else 2 * num_classes
+
+
+def raw_prompts(variant: str, losses: Tensor, start_losses: Tensor, counts: Tensor, cls: int) -> Tensor:
+    """Prompt values (M, P) for heads with per-class train losses `losses` (M, K) whose runs started from
+    heads with per-class losses `start_losses` (M, K), for the request "forget `cls`"."""
+    if variant == "dihyfo-1":
+        f, r = forget_retain(losses, counts, cls)
+        f0, r0 = forget_retain(start_losses, counts, cls)
+        return torch.stack([f, r, f0, r0], 1)
+    return torch.cat([losses, start_losses], 1)
+
+
+def prompt_losses(variant: str, prompts: Tensor, counts: Tensor, cls: int) -> tuple[Tensor, Tensor]:
+    """The (forget loss, retain loss) a prompt asks for."""
+    if variant == "dihyfo-1":
+        return prompts[:, 0], prompts[:, 1]
+    k = len(counts)
+    return forget_retain(prompts[:, :k], counts, cls)
+
+
+def override_prompt(variant: str, prompt: Tensor, counts: Tensor, cls: int, forget_loss: float | None,
+                    retain_loss: float | None) -> Tensor:
+    """Replace the forget and/or retain loss of a default prompt (1-D); for `dihyfo-2` the other classes'
+    losses are scaled together so that their sample-weighted mean is the requested retain loss."""
+    p = prompt.clone()
+    for name, v in (("--forget-loss", forget_loss), ("--retain-loss", retain_loss)):
+        if v is not None and not v >= 0:
+            raise UserError(f"{name} {v} must be a loss >= 0 (in nats, e.g. 0.2)")
+    if variant == "dihyfo-1":
+        if forget_loss is not None:
+            p[0] = forget_loss
+        if retain_loss is not None:
+            p[1] = retain_loss
+        return p
+    k = len(counts)
+    if forget_loss is not None:
+        p[cls] = forget_loss
+    if retain_loss is not None:
+        _, r = forget_retain(p[None, :k], counts, cls)
+        keep = torch.ones(k, dtype=torch.bool)
+        keep[cls] = False
+        p[:k][keep] *= retain_loss / max(float(r[0]), 1e-8)
+    return p
+
+
+class HyperForget:
+    """The denoiser with what sampling needs: the starting heads, the coordinates, the prompt defaults.
+
+    The diffusion runs on the standardised coefficients of heads in their principal directions
+    (`basis.HeadBasis`), cut into tokens of `meta["chunk"]` values; a generated head is `basis.decode(x0)`.
+    """
+
+    def __init__(self, net: nn.Module, meta: dict, original: Tensor, basis: HeadBasis) -> None:
+        self.net = net.eval()
+        self.meta = meta
+        self.original = original
+        self.starts = torch.stack([torch.zeros_like(original), original])  # indexed like collect.STARTS
+        self.basis = basis
+        self.variant = meta["variant"]
+        self.counts = torch.tensor(meta["class_counts"], dtype=torch.float64)
+        self.start_losses = torch.tensor(meta["start_losses"])  # (len(STARTS), K)
+        self.diffusion = Diffusion(int(meta["diffusion_steps"]))
+
+    @staticmethod
+    def build_net(meta: dict) -> nn.Module:
+        k = meta["num_classes"]
+        chunk = int(meta["chunk"])
+        return build_net(meta["rank"] // chunk, chunk, k, num_prompts(meta["variant"], k), NetConfig(**meta["net"]))
+
+    def start_index(self, start: str | None, cls: int) -> int:
+        name = start or self.meta["default_prompts"][str(cls)]["start"]
+        if name not in STARTS:
+            raise UserError(f"--start {name!r}: choose {' or '.join(STARTS)}")
+        return STARTS.index(name)
+
+    def default_prompt(self, cls: int, start: int) -> Tensor:
+        """The prompt a forget request gets unless told otherwise (see `train.default_prompts`)."""
+        d = self.meta["default_prompts"][str(cls)]
+        if STARTS[start] not in d["prompts"]:
+            raise UserError(f"the hypernetwork has no trajectories of class {cls} that start from {STARTS[start]}: "
+                            f"use --start {d['start']}")
+        return torch.tensor(d["prompts"][STARTS[start]])
+
+    def denoiser(self, request: Tensor, prompts: Tensor, start: Tensor, net: nn.Module | None = None):
+        """The network as a function of (x_t, t) for fixed conditions: requests (B,), raw loss prompts (B, P),
+        start indices (B,)."""
+        net = net or self.net
+        tokens = (len(request), -1, int(self.meta["chunk"]))
+        s = self.basis.encode(self.starts[start]).reshape(tokens)
+        p = torch.log1p(prompts.float().clamp(min=0))
+        return lambda x, t: net(x.reshape(tokens), t, s, request, p).reshape(x.shape)
+
+    @torch.no_grad()
+    def generate(self, request: Tensor, prompts: Tensor, start: Tensor, steps: int, gen: torch.Generator,
+                 eta: float | None = None, temperature: float | None = None, batch: int = 256) -> Tensor:
+        """Sample one head (K, D+1) per row of (request (B,), prompts (B, P), start (B,))."""
+        eta = float(self.meta.get("eta", 1.0)) if eta is None else eta
+        temperature = float(self.meta.get("temperature", 1.0)) if temperature is None else temperature
+        out = [torch.zeros(0, *self.original.shape)]
+        shape = (self.basis.rank,)
+        for s in range(0, len(request), batch):
+            r, p, st = request[s:s + batch], prompts[s:s + batch], start[s:s + batch]
+            x0 = self.diffusion.sample(self.denoiser(r, p, st), (len(r), *shape), steps, gen, eta, temperature)
+            out.append(self.basis.decode(x0))
+        return torch.cat(out)
+
+    def save(self, d: Path) -> None:
+        from safetensors.torch import save_file
+
+        tensors = {f"net.{k}": v for k, v in self.net.state_dict().items()}
+        tensors.update({"original_head": self.original, **self.basis.tensors()})
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(d / WEIGHTS_FILE))
+        (d / META_FILE).write_text(json.dumps(self.meta, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, d: str | Path) -> HyperForget:
+        """Read a directory written by `unlearnkit hyperforget train` (safetensors only, never pickle)."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        p = Path(d)
+        fix = "pass a directory written by `unlearnkit hyperforget train`"
+        if not (p / WEIGHTS_FILE).is_file() or not (p / META_FILE).is_file():
+            raise UserError(f"{p} is not a trained hypernetwork (no {WEIGHTS_FILE} / {META_FILE}): {fix}")
+        try:
+            meta = json.loads((p / META_FILE).read_text())
+            tensors = load_file(str(p / WEIGHTS_FILE))
+            assert meta.get("kind") == "hyperforget" and meta["variant"] in VARIANTS
+            net = cls.build_net(meta)
+            net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")}, strict=True)
+            original, basis = tensors["original_head"], HeadBasis.from_tensors(tensors)
+        except (json.JSONDecodeError, SafetensorError, OSError, AssertionError, KeyError, TypeError, ValueError,
+                RuntimeError) as err:
+            raise UserError(f"{p} is corrupt or not a hypernetwork ({type(err).__name__}): {fix}") from err
+        return cls(net, meta, original, basis)

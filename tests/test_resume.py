@@ -1,0 +1,188 @@
+"""`--resume`: an interrupted train / forget run continues from its checkpoints and ends exactly where an
+uninterrupted run ends (same weights, same metrics.json); Ctrl-C and SIGKILL leave no output that looks done."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from unlearnkit.cli import main
+from unlearnkit.engine import checkpoint
+from unlearnkit.engine.checkpoint import partial_dir
+from unlearnkit.engine.progress import set_quiet
+from unlearnkit.errors import UserError
+from unlearnkit.pipeline import forget, train
+
+TIMING = {"seconds", "speedup"}  # wall times: the only keys allowed to differ
+TRAIN = {"data": "digits", "arch": "mlp", "epochs": 4, "batch_size": 64, "seed": 3, "arch_kwargs": {"hidden": 32}}
+
+
+@pytest.fixture(autouse=True)
+def _every_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UNLEARNKIT_CHECKPOINT_SECONDS", "0")  # checkpoint each epoch: interrupts land exactly
+    set_quiet(True)
+
+
+def _strip(m: object) -> object:
+    if isinstance(m, dict):
+        return {k: _strip(v) for k, v in m.items() if k not in TIMING}
+    return m
+
+
+def same_run(a: Path, b: Path) -> None:
+    """Identical weights and metrics (wall times aside)."""
+    assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
+    ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (a, b))
+    assert _strip(ma) == _strip(mb)
+
+
+def interrupt_at(monkeypatch: pytest.MonkeyPatch, stage_prefix: str, epoch: int) -> None:
+    """Raise Ctrl-C right after the checkpoint of `epoch` of the first fit whose file starts with `stage_prefix`."""
+    save = checkpoint.FitStage.save
+
+    def save_then_stop(self, e, *args, **kwargs):
+        save(self, e, *args, **kwargs)
+        if self.path.name.startswith(stage_prefix) and e == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint.FitStage, "save", save_then_stop)
+
+
+def test_train_resumes_to_the_same_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    full = train(out=tmp_path / "full", **TRAIN)
+    with monkeypatch.context() as m:
+        interrupt_at(m, "train.", 2)
+        with pytest.raises(KeyboardInterrupt):
+            train(out=tmp_path / "cut", **TRAIN)
+    assert not (tmp_path / "cut").exists()
+    assert not list(tmp_path.glob(".cut.tmp-*"))
+    assert (partial_dir(tmp_path / "cut") / "run.json").is_file()
+    with pytest.raises(UserError, match="--resume"):  # without --resume the checkpoints are not silently lost
+        train(out=tmp_path / "cut", **TRAIN)
+    with pytest.raises(UserError, match="epochs"):  # another command may not pick them up
+        train(out=tmp_path / "cut", resume=True, **{**TRAIN, "epochs": 5})
+    cut = train(out=tmp_path / "cut", resume=True, **TRAIN)
+    same_run(full, cut)
+    assert not partial_dir(cut).exists()
+
+
+@pytest.mark.parametrize("where", ["method.", "reference."])
+def test_forget_with_retrain_resumes_to_the_same_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        where: str) -> None:
+    run = train(out=tmp_path / "run", **TRAIN)
+    kw = {"method": "finetune", "forget_class": "2", "settings": ["epochs=3", "batch_size=64"], "retrain": True}
+    full = forget(run, out=tmp_path / "full", **kw)
+    before = {p: p.read_bytes() for p in run.iterdir()}
+    with monkeypatch.context() as m:
+        interrupt_at(m, where, 2)
+        with pytest.raises(KeyboardInterrupt):
+            forget(run, out=tmp_path / "cut", **kw)
+    assert not (tmp_path / "cut").exists()
+    cut = forget(run, out=tmp_path / "cut", resume=True, **kw)
+    same_run(full, cut)
+    same_run(full / "reference", cut / "reference")
+    assert {p: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_overwrite_discards_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as m:
+        interrupt_at(m, "train.", 1)
+        with pytest.raises(KeyboardInterrupt):
+            train(out=tmp_path / "cut", **TRAIN)
+    train(out=tmp_path / "cut", overwrite=True, **{**TRAIN, "epochs": 2})
+    assert not partial_dir(tmp_path / "cut").exists()
+    assert json.loads((tmp_path / "cut" / "meta.json").read_text())["train"]["epochs"] == 2
+
+
+def _start(out: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "UNLEARNKIT_CHECKPOINT_SECONDS": "0", "UNLEARNKIT_DEVICE": "cpu",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    cmd = [sys.executable, "-m", "unlearnkit", "train", "--data", "digits", "--arch", "mlp", "--arch-kwargs",
+           "hidden=16", "--epochs", "40", "--batch-size", "256", "--seed", "5", "--out", str(out), *extra]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _epoch(out: Path) -> int:
+    """The epoch of the last checkpoint on disk (0 before the first)."""
+    files = list(partial_dir(out).glob("train.fit0-*.safetensors"))
+    return int(checkpoint.load_state(files[0])["epoch"]) if files else 0
+
+
+def _wait_for_epoch(proc: subprocess.Popen, out: Path, epoch: int, timeout: float = 120.0) -> None:
+    t0 = time.monotonic()
+    while _epoch(out) < epoch:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() - t0 < timeout, "training never reached the checkpoint"
+        time.sleep(0.05)
+
+
+def test_ctrl_c_and_kill_leave_no_output_and_resume_finishes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "run"
+    proc = _start(out)
+    _wait_for_epoch(proc, out, 1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "--resume" in err.strip().splitlines()[-1]
+    assert not out.exists() and not list(tmp_path.glob(".run.tmp-*"))  # temporary outputs cleaned up
+    reached = _epoch(out)
+    assert reached >= 1
+
+    proc = _start(out, "--resume")
+    _wait_for_epoch(proc, out, reached + 2)
+    proc.kill()  # SIGKILL: no cleanup code runs at all
+    proc.communicate(timeout=60)
+    assert not out.exists()  # nothing that looks like a finished run
+    assert not [p for p in tmp_path.iterdir() if (p / "metrics.json").exists()]
+
+    monkeypatch.setenv("UNLEARNKIT_CHECKPOINT_SECONDS", "1000")  # results do not depend on how often it saves
+    args = ["train", "--data", "digits", "--arch", "mlp", "--arch-kwargs", "hidden=16", "--epochs", "40",
+            "--batch-size", "256", "--seed", "5", "--quiet"]
+    assert main([*args, "--out", str(out), "--resume"]) == 0
+    assert main([*args, "--out", str(tmp_path / "full")]) == 0
+    same_run(tmp_path / "full", out)
+
+
+def test_a_finished_method_is_not_run_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A method with its own loop (no `fit`) resumes per stage: once finished, its result is reused."""
+    from dataclasses import dataclass
+
+    import torch
+
+    from unlearnkit.methods.base import METHODS, Method
+
+    calls = []
+
+    class Shrink(Method):
+        name = "shrink-test"
+
+        @dataclass
+        class Config:
+            factor: float = 0.5
+
+        def unlearn(self, model, task):
+            calls.append(1)
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.mul_(self.config.factor + 0.01 * torch.rand(p.shape, generator=task.generator))
+            return model
+
+    monkeypatch.setitem(METHODS._items, "shrink-test", Shrink)
+    run = train(out=tmp_path / "run", **TRAIN)
+    kw = {"method": "shrink-test", "forget_class": "1", "retrain": True}
+    full = forget(run, out=tmp_path / "full", **kw)
+    with monkeypatch.context() as m:
+        interrupt_at(m, "reference.", 2)
+        with pytest.raises(KeyboardInterrupt):
+            forget(run, out=tmp_path / "cut", **kw)
+    assert len(calls) == 2
+    cut = forget(run, out=tmp_path / "cut", resume=True, **kw)
+    assert len(calls) == 2  # the finished method was read back, not recomputed
+    same_run(full, cut)
