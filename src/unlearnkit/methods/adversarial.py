@@ -91,10 +91,12 @@ class Adversarial(Method):
         epochs: float | None = None  # None: a `budget` share of retraining's cost
         epoch_of: str | None = None  # longer (the other loader cycles) | forget
         budget: float = 0.06  # with epochs=None: share of retraining's sample passes to spend
+        min_steps: int = 30  # with epochs=None: fewer steps leave the game no time to play out
         augment: bool | None = None
         bn: str | None = None  # frozen (BatchNorm statistics kept) | train
         collapse_drop: float | None = None  # stop when held-out retain accuracy falls this many points
         lr: float = 1e-3
+        g_lr: float | None = None  # the generator's own learning rate (None: lr)
         betas: tuple[float, float] = (0.5, 0.999)
         weight_decay: float = 5e-4
         batch_size: int = 64
@@ -110,6 +112,8 @@ class Adversarial(Method):
                     setattr(self, k, v)
             checks = [(self.features in FEATURES, f"features must be one of {', '.join(FEATURES)}"),
                       (self.real in REALS, f"real must be one of {', '.join(REALS)}"),
+                      (self.features == "profile" or self.real == "retain",
+                       f"real={self.real} masks classes out, which only features=profile can express"),
                       (self.epoch_of in ("longer", "forget"), "epoch_of must be longer or forget"),
                       (self.bn in ("frozen", "train"), "bn must be frozen or train"),
                       (self.lr > 0 and self.batch_size >= 1 and self.d_steps >= 1, "lr > 0, batch_size, d_steps >= 1"),
@@ -117,7 +121,8 @@ class Adversarial(Method):
                       (0 < self.budget <= 1, "budget must be in (0, 1]"),
                       (self.temperature > 0, "temperature must be > 0"),
                       (min(self.adv_weight, self.ce_weight, self.kl_weight) >= 0, "loss weights must be >= 0"),
-                      (self.check_every >= 1 and self.guard_size >= 1, "check_every, guard_size >= 1")]
+                      (min(self.check_every, self.guard_size, self.min_steps) >= 1,
+                       "check_every, guard_size and min_steps must be >= 1")]
             for ok, msg in checks:
                 if not ok:
                     raise UserError(f"adversarial: {msg}")
@@ -141,9 +146,8 @@ class Adversarial(Method):
                       orig_r: Tensor) -> Tensor:
         """The extractor's side of the game: the frozen original's outputs, as chosen by `real`."""
         c = self.config
-        if c.features == "logits":
-            src = orig_r if c.real != "forget-residual" else original(xf).float()
-            return src / c.temperature
+        if c.features == "logits":  # the description: the original's raw outputs on retain images
+            return orig_r / c.temperature
         if c.real == "retain":
             return profile(orig_r, forget_mask, c.temperature)
         if c.real == "forget-residual":
@@ -156,14 +160,15 @@ class Adversarial(Method):
     # ------------------------------------------------------------------ unlearning
 
     def steps_for(self, task: UnlearnTask, n_retain: int, n_forget: int) -> int:
-        """Number of G steps: `epochs` passes, or a `budget` share of retraining's sample passes."""
+        """Number of G steps: `epochs` passes, or a `budget` share of retraining's sample passes (at least
+        `min_steps`: on a job so small that this exceeds the budget, it costs seconds)."""
         c = self.config
         if c.epochs is not None:
             n = n_forget if c.epoch_of == "forget" else max(n_retain, n_forget)
             return max(1, math.ceil(c.epochs * n / c.batch_size))
         protect = c.ce_weight > 0 or c.kl_weight > 0
         per_step = c.batch_size * (2 if protect else 1) + c.batch_size / 3  # G fwd+bwd, extractor fwd (~1/3)
-        return max(1, int(c.budget * task.train_config.epochs * n_retain / per_step))
+        return max(c.min_steps, int(c.budget * task.train_config.epochs * n_retain / per_step))
 
     def unlearn(self, model: nn.Module, task: UnlearnTask) -> nn.Module:
         c, dev = self.config, task.device
@@ -175,8 +180,9 @@ class Adversarial(Method):
         forget = task.forget
         steps = self.steps_for(task, len(retain), len(forget))
         disc = Discriminator(task.num_classes).to(dev)
-        opt_g = torch.optim.Adam(model.parameters(), lr=c.lr, betas=tuple(c.betas), weight_decay=c.weight_decay)
-        opt_d = torch.optim.Adam(disc.parameters(), lr=c.lr, betas=tuple(c.betas), weight_decay=c.weight_decay)
+        adam = {"betas": tuple(c.betas), "weight_decay": c.weight_decay}
+        opt_g = torch.optim.Adam(model.parameters(), lr=c.g_lr or c.lr, **adam)
+        opt_d = torch.optim.Adam(disc.parameters(), lr=c.lr, **adam)
         sched = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=steps) for o in (opt_g, opt_d)]
         r_it = retain.cycle(c.batch_size, dev, task.generator, augment=c.augment)
         f_it = forget.cycle(c.batch_size, dev, task.generator, augment=c.augment)
@@ -201,7 +207,7 @@ class Adversarial(Method):
                 hist["step"].append(done)
                 hist["d_loss"].append(round(sum(r[0] for r in recent) / len(recent), 4))
                 hist["g_adv"].append(round(sum(r[1] for r in recent) / len(recent), 4))
-                hist["guard_acc"].append(round(guard.last_acc, 2))
+                hist["guard_acc"].append(round(guard.last_acc, 2) if math.isfinite(guard.last_acc) else None)
                 if not ok:
                     break
         if guard.stop_reason:
@@ -209,6 +215,10 @@ class Adversarial(Method):
             say(f"adversarial: stopped early ({guard.stop_reason}); kept the last healthy state "
                 f"(step {guard.best_step} of {steps})")
         model.eval()
+        left = self._still_recognised(model, forget, task)
+        if left > 5.0:
+            say(f"adversarial: {left:.0f}% of a forget batch is still recognised after {done} steps: raise epochs "
+                f"(or g_lr) to finish forgetting")
         self._disc = disc.eval().cpu()
         task.artifacts["discriminator"] = disc.state_dict()
         task.figures.update({
@@ -217,8 +227,16 @@ class Adversarial(Method):
             "final_d_loss": hist["d_loss"][-1] if hist["d_loss"] else None,
             "final_g_loss": hist["g_adv"][-1] if hist["g_adv"] else None,
             "guard_retain_acc": {"start": round(guard.start, 2), "end": round(guard.accuracy(model), 2)},
+            "forget_batch_acc": round(left, 2),
             "history": hist})
         return model
+
+    @staticmethod
+    def _still_recognised(model: nn.Module, forget: Part, task: UnlearnTask, n: int = 256) -> float:
+        """Accuracy on a fixed batch of forget images: what is left to forget (0 for a retrained model)."""
+        pick = torch.randperm(len(forget), generator=torch.Generator().manual_seed(task.seed))[:n]
+        batch = forget.subset(pick)
+        return accuracy(predict_logits(model, batch, task.device), batch.y)
 
     def _step(self, model: nn.Module, original: nn.Module, disc: Discriminator, opt_g: torch.optim.Optimizer,
               opt_d: torch.optim.Optimizer, xr: Tensor, yr: Tensor, xf: Tensor, fmask: Tensor) -> tuple[float, float]:
