@@ -287,7 +287,8 @@ def _predict(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps(res, indent=2))
     for r in [] if a.json else res:
-        print(r["image"] + ": " + ", ".join(f"{t['class']} {t['prob']:.3f}" for t in r["top"]))
+        extra = "".join(f"; {k} {v:.3f}" for k, v in r.get("extra", {}).items() if isinstance(v, (int, float)))
+        print(r["image"] + ": " + ", ".join(f"{t['class']} {t['prob']:.3f}" for t in r["top"]) + extra)
     return 0
 
 

@@ -24,7 +24,7 @@ from .engine.rundir import Run, RunWriter, load_run, versions
 from .engine.seed import seed_everything
 from .engine.train import TrainConfig, fit
 from .errors import NumericalError, UserError
-from .methods.base import METHODS, UnlearnTask, config_dict, make_config
+from .methods.base import METHODS, EvalData, Method, UnlearnTask, config_dict, make_config
 from .metrics.verdict import verdict
 from .models import build_model
 
@@ -125,7 +125,8 @@ def train(data: str = "digits", arch: str = "cnn-small", out: str | Path = "runs
         from .attacks import make_poison_spec, poison_bundle
 
         meta["poison"] = make_poison_spec(poison, bundle, target=target, ratio=poison_ratio,
-                                          all_to_all=all_to_all, seed=seed, settings=poison_settings or {})
+                                          all_to_all=all_to_all, seed=seed, settings=poison_settings or {},
+                                          val_fraction=val_fraction, split_seed=meta["data"]["split_seed"])
         bundle = poison_bundle(bundle, meta["poison"])
     split = split_of(meta, bundle, None)
     device = get_device()
@@ -265,10 +266,22 @@ def build_task(meta: dict, bundle: DataBundle, req: Request, needs: frozenset[st
                        parts={k: v for k, v in parts.items() if k in needs})
 
 
-def run_method(name: str, settings: dict | list[str] | None, model: nn.Module, meta: dict, bundle: DataBundle,
-               req: Request, seed: int, clean_size: int | None = None,
-               stage_name: str | None = None) -> tuple[nn.Module, dict, float, dict]:
-    """Run one method on a copy of `model`; return (model, config, seconds, figures).
+@dataclass
+class MethodRun:
+    """One method's output: the model, its resolved config, wall time, figures, extra weights, the method."""
+
+    model: nn.Module
+    config: dict
+    seconds: float
+    figures: dict
+    artifacts: dict
+    method: Method
+
+
+def execute_method(name: str, settings: dict | list[str] | None, model: nn.Module, meta: dict, bundle: DataBundle,
+                   req: Request, seed: int, clean_size: int | None = None,
+                   stage_name: str | None = None) -> MethodRun:
+    """Run one method on a copy of `model`, timing `unlearn` alone.
 
     Inside a checkpointed command, `stage_name` names its checkpoints: its `fit` calls resume per epoch and
     a finished result is reused by `--resume` instead of being computed again.
@@ -281,7 +294,7 @@ def run_method(name: str, settings: dict | list[str] | None, model: nn.Module, m
     with stage(stage_name or name) as sc:
         done = sc.load_result(work) if sc else None
         if done is not None:  # finished before an interruption: read back, not recomputed
-            return work.eval(), done["config"], float(done["seconds"]), done["figures"]
+            return MethodRun(work.eval(), done["config"], float(done["seconds"]), done["figures"], {}, method)
         first_epoch = runlog.epoch_mark()
         t0 = time.perf_counter()
         try:
@@ -301,7 +314,15 @@ def run_method(name: str, settings: dict | list[str] | None, model: nn.Module, m
         figures = {**losses, **task.figures}
         if sc:
             sc.save_result(out, {"config": config_dict(method.config), "seconds": seconds, "figures": figures})
-    return out, config_dict(method.config), seconds, figures
+    return MethodRun(out, config_dict(method.config), seconds, figures, task.artifacts, method)
+
+
+def run_method(name: str, settings: dict | list[str] | None, model: nn.Module, meta: dict, bundle: DataBundle,
+               req: Request, seed: int, clean_size: int | None = None,
+               stage_name: str | None = None) -> tuple[nn.Module, dict, float, dict]:
+    """Run one method on a copy of `model`; return (model, config, seconds, figures)."""
+    r = execute_method(name, settings, model, meta, bundle, req, seed, clean_size, stage_name)
+    return r.model, r.config, r.seconds, r.figures
 
 
 def _metrics_for(model: nn.Module, bundle: DataBundle, req: Request, meta: dict, seed: int,
@@ -348,9 +369,10 @@ def forget(run: str | Path, method: str, out: str | Path, *, forget_class: str |
                    "reference": _digest(ref_run.path) if ref_run else None, "retrain": retrain}
     with writer, checkpointing(writer.out, fingerprint, resume, overwrite):
         say(f"unlearning with {method} ...")
-        unlearned, config, seconds, figures = run_method(method, settings, model, src.meta, bundle, req, seed,
-                                                         clean_size, stage_name="method")
+        res = execute_method(method, settings, model, src.meta, bundle, req, seed, clean_size, stage_name="method")
+        unlearned, config, seconds, figures = res.model, res.config, res.seconds, res.figures
         metrics, p = _metrics_for(unlearned, bundle, req, src.meta, seed, seconds)
+        ref_model, p_ref = None, None
         meta = _forget_meta(src, req, method, config, seed, seconds, clean_size)
         if retrain:
             say("retraining the reference from scratch ...")
@@ -368,10 +390,15 @@ def forget(run: str | Path, method: str, out: str | Path, *, forget_class: str |
             metrics = compare(metrics, ref_metrics, p, p_ref)
             meta["reference"] = str(Path(reference).resolve())
         metrics["original"] = {k: v for k, v in original.items() if k not in ("confusion_test",)}
+        _add_der(metrics, metrics["original"])
+        figures = {**figures, **res.method.extra_metrics(
+            unlearned, ref_model, EvalData(bundle, req.split, req.scenario, seed, p, p_ref), device)}
         if figures:
             metrics[method] = figures
         metrics["verdict"] = verdict(metrics, req.scenario)
         writer.save_model(unlearned)
+        for name, state in res.artifacts.items():
+            writer.save_weights(name, state)
         writer.write_json("meta.json", meta)
         writer.write_json("metrics.json", metrics)
         return writer.commit()
@@ -389,6 +416,25 @@ def _input_metrics(run: Run, model: nn.Module, bundle: DataBundle, req: Request,
         return _metrics_for(model, bundle, req, run.meta, seed, seconds)
     except NumericalError as err:
         raise UserError(f"the model in {run.path} is unusable ({err}): re-create the run") from err
+
+
+def _add_der(metrics: dict, before: dict) -> None:
+    """DER of a backdoor defence (BackdoorBench), from the model before and after it."""
+    if all(k in d for d in (metrics, before) for k in ("asr", "clean_acc")):
+        from .metrics import defense_effectiveness_rating
+
+        metrics["der"] = round(defense_effectiveness_rating(before, metrics), 4)
+
+
+def _parent_metrics(meta: dict) -> dict:
+    """The metrics of the run a forget run started from (for DER), or {} when it is gone."""
+    parent = meta.get("parent")
+    if meta.get("kind") != "forget" or not parent or not Path(parent).is_dir():
+        return {}
+    try:
+        return load_run(parent).metrics
+    except UserError:
+        return {}
 
 
 def _forget_meta(src: Run, req: Request, method: str, config: dict, seed: int, seconds: float,
@@ -440,6 +486,8 @@ def evaluate(run: str | Path, reference: str | Path | None = None, data_root: st
     device = get_device()
     seed = int(src.meta.get("seed", 0))
     metrics, p = _input_metrics(src, src.build_model(device), bundle, req, seed, src.meta.get("seconds"))
+    if scenario == "backdoor":
+        _add_der(metrics, _parent_metrics(src.meta))
     if reference is None and src.meta.get("reference") == "reference" and (src.path / "reference").is_dir():
         reference = src.path / "reference"
     if reference is not None:
@@ -468,16 +516,31 @@ def predict(run: str | Path, images: list[str | Path], top: int = 5) -> list[dic
     k = min(top, int(src.meta["num_classes"]))
     device = get_device()
     model = src.build_model(device)
-    out = []
+    logits = []
     for path in images:
         x = read_image(Path(path), int(h))
         x = x.float().mean(0, keepdim=True).round().to(torch.uint8) if c == 1 else x
         with torch.no_grad():
-            prob = torch.softmax(model(to_float(x[None].to(device))), 1)[0].cpu()
-        if not torch.isfinite(prob).all():
+            lg = model(to_float(x[None].to(device)))[0].float().cpu()
+        if not torch.isfinite(lg).all():
             raise UserError(f"the model in {run} outputs NaN/inf for {path}: its weights or meta.json are unusable; "
                             f"re-create the run")
-        p, i = prob.topk(k)
+        logits.append(lg)
+    extras = _predict_extras(src, torch.stack(logits)) if logits else []
+    out = []
+    for n, (path, lg) in enumerate(zip(images, logits, strict=True)):
+        p, i = torch.softmax(lg, 0).topk(k)
         out.append({"image": str(path), "top": [{"class": src.meta["classes"][j], "index": int(j),
                                                 "prob": round(float(q), 6)} for q, j in zip(p, i, strict=True)]})
+        if n < len(extras) and extras[n]:
+            out[-1]["extra"] = extras[n]
     return out
+
+
+def _predict_extras(src: Run, logits: torch.Tensor) -> list[dict]:
+    """A forget run's method may add per-image numbers (e.g. the adversarial method's discriminator score)."""
+    name = (src.meta.get("method") or {}).get("name")
+    if src.meta.get("kind") != "forget" or not name or name not in METHODS:
+        return []
+    cls = METHODS.get(name)
+    return cls(make_config(cls, src.meta["method"].get("config") or {})).predict_extras(src.path, src.meta, logits)

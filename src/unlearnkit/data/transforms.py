@@ -46,9 +46,11 @@ def random_flip(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
 
 
 def augment_batch(x: Tensor, mode: str, generator: torch.Generator | None = None) -> Tensor:
-    """Apply the dataset's augmentation: 'none', 'crop' (pad 1/8 of the side) or 'crop-flip'."""
+    """Apply the dataset's augmentation: 'none', 'flip', 'crop' (pad 1/8 of the side) or 'crop-flip'."""
     if mode == "none":
         return x
+    if mode == "flip":
+        return random_flip(x, generator)
     x = random_crop(x, max(1, x.shape[-1] // 8), generator)
     if mode == "crop-flip":
         x = random_flip(x, generator)

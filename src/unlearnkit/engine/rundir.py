@@ -239,6 +239,16 @@ class RunWriter:
         if is_main():
             save_file(state_dict_cpu(model), str(self._ensure() / MODEL_FILE))
 
+    def save_weights(self, name: str, state: dict[str, torch.Tensor]) -> None:
+        """Write extra weights (e.g. a method's discriminator) as `<name>.safetensors`; weights only, no pickle."""
+        from safetensors.torch import save_file
+
+        if not name.replace("-", "").replace("_", "").isalnum() or name == MODEL_FILE.split(".")[0]:
+            raise ValueError(f"bad weights file name {name!r}")
+        if is_main():
+            save_file({k: v.detach().cpu().contiguous().clone() for k, v in state.items()},
+                      str(self._ensure() / f"{name}.safetensors"))
+
     def write_json(self, name: str, obj: Any) -> None:
         if name == META_FILE:
             self._meta = obj

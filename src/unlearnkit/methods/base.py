@@ -12,12 +12,14 @@ import math
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from ..data.bundle import Part
+from ..data.bundle import DataBundle, Part
+from ..data.splits import Split
 from ..engine.train import TrainConfig, check_finite
 from ..errors import UserError
 from ..registry import Registry
@@ -40,6 +42,8 @@ class UnlearnTask:
         train_config: the original training recipe (what `retrain` repeats).
         new_model: builds a freshly initialised model of the same architecture.
         figures: method-specific numbers and curves, stored in metrics.json under the method's name.
+        artifacts: extra weights a method leaves behind (name -> state dict), written by `forget` as
+            `<name>.safetensors` beside `model.safetensors` (e.g. the adversarial method's discriminator).
     """
 
     scenario: str
@@ -53,6 +57,7 @@ class UnlearnTask:
     new_model: Callable[[], nn.Module] | None = None
     parts: dict[str, Part | None] = field(default_factory=dict, repr=False)
     figures: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, dict[str, Tensor]] = field(default_factory=dict, repr=False)
 
     def _part(self, name: str) -> Part:
         if name not in self.allowed:
@@ -86,6 +91,19 @@ class UnlearnTask:
         check_finite(loss, where, step)
 
 
+@dataclass
+class EvalData:
+    """What `Method.extra_metrics` may look at after unlearning: the data, the split and the predictions
+    already computed by the evaluation (the unlearned model's, and the reference's when there is one)."""
+
+    bundle: DataBundle
+    split: Split
+    scenario: str
+    seed: int
+    predictions: Any = None
+    reference_predictions: Any = None
+
+
 class Method:
     """Base class. Subclasses set `needs`, a `Config` dataclass, and implement `unlearn`."""
 
@@ -115,6 +133,16 @@ class Method:
 
     def unlearn(self, model: nn.Module, task: UnlearnTask) -> nn.Module:
         raise NotImplementedError
+
+    def extra_metrics(self, model: nn.Module, reference: nn.Module | None, data: EvalData,
+                      device: torch.device) -> dict:
+        """Method-specific evaluation run after `unlearn` (with the retrained reference when one is given);
+        merged into the figures stored under the method's name. Default: nothing."""
+        return {}
+
+    def predict_extras(self, run_dir: Path, meta: dict, logits: Tensor) -> list[dict]:
+        """Per-image extra numbers for `unlearnkit predict` (e.g. a saved discriminator's score). Default: none."""
+        return []
 
 
 METHODS: Registry[type[Method]] = Registry("method", "unlearnkit.methods")

@@ -1,0 +1,429 @@
+"""`adversarial`: class forgetting as a generator-discriminator game — the described system, made to work.
+
+The described system (methods.md §1) pits a generator (a ResNet's outputs on forget images) against an MLP
+discriminator that learns to tell them from a feature extractor's outputs on retain images. As written it
+cannot work; each defect and what this file does instead:
+
+- both networks untrained (nothing to forget) -> the generator is the trained model (the copy `forget`
+  hands over) and the feature extractor is the frozen original;
+- a Sigmoid at the end of the discriminator *and* BCE-with-logits (two sigmoids) -> the discriminator
+  returns a logit, the one sigmoid lives in the loss;
+- no loss protects the retained classes (free to collapse) -> cross-entropy on retain batches plus KL to
+  the frozen original's retain outputs (forgotten classes masked out, as a model that never had them);
+- `zip(retain, forget)` stops with the smaller loader -> the forget loader cycles, an epoch covers the
+  longer one;
+- its evaluation scored the untrained extractor -> the evaluation scores the unlearned model, and runs the
+  same audit on the retrained reference so the two can be compared (`extra_metrics`).
+
+A defect of the idea itself, found while making it work: "real" = the original's outputs on retain images
+asks the generator to answer forget images as confidently as it answers its training classes. That is
+misclassification, not forgetting: a model retrained without the class answers its images the way any
+model answers a class it never saw — spread, less confident — and a membership auditor sees the
+difference. The default therefore draws "real" from the `unseen` profile: the original's outputs on retain
+images with the image's own class (and the forgotten classes) masked out, i.e. how a trained network spreads
+its belief over classes an image does *not* belong to. And the discriminator reads label-agnostic
+`profile` features (sorted probabilities, the forgotten classes' probabilities, entropy): it compares *how*
+the model answers, not *which* class wins, while the forgotten-class coordinates stop the generator from
+keeping the class. `--set preset=seed` runs the description's own losses and hyper-parameters instead.
+
+Related designs: Discriminative Adversarial Unlearning (Sharma et al. 2024: an attacker separates forget
+from held-out outputs, the defender adds CE on retain) and SG-Unlearn (Di et al. 2025: a Stackelberg game
+against a membership auditor).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..data.bundle import Part
+from ..engine.progress import progress, say
+from ..engine.train import predict_logits
+from ..errors import UserError
+from ..metrics.accuracy import accuracy
+from ..metrics.discriminator import Discriminator, audit, score_summary, scores, sorted_probs
+from .base import EvalData, Method, UnlearnTask, register_method
+
+#: Values a preset gives to every setting left unset (None). `default` is the working version; `seed` is the
+#: described system with only its two outright bugs fixed (untrained networks, two sigmoids).
+PRESETS: dict[str, dict] = {
+    "default": {"features": "profile", "real": "unseen", "temperature": 1.0, "adv_weight": 1.0, "ce_weight": 1.0,
+                "kl_weight": 1.0, "epochs": None, "epoch_of": "longer", "augment": True, "bn": "frozen",
+                "collapse_drop": 20.0},
+    # The description: logits in, real = extractor(retain), no retain loss, 20 epochs with cosine annealing.
+    # Its zip() loop ended each epoch with the forget loader, so an epoch there is one pass over the forget
+    # set; no augmentation; BatchNorm in training mode; no collapse guard (a drop > 100 points cannot happen).
+    "seed": {"features": "logits", "real": "retain", "temperature": 1.0, "adv_weight": 1.0, "ce_weight": 0.0,
+             "kl_weight": 0.0, "epochs": 20.0, "epoch_of": "forget", "augment": False, "bn": "train",
+             "collapse_drop": 100.0},
+}
+FEATURES = ("profile", "logits")
+PROFILE_BOUND = 8.0
+REALS = ("unseen", "retain", "forget-residual")
+
+
+@register_method("adversarial")
+class Adversarial(Method):
+    """Generator (the model) vs an MLP discriminator on its outputs, with retain protection and guard rails."""
+
+    needs = frozenset({"forget", "retain"})
+    scenarios = frozenset({"class"})
+    summary = ("class forgetting as a generator-discriminator game on the model's outputs, with retain "
+               "protection (preset=seed: the described system)")
+
+    @dataclass
+    class Config:
+        """Settings left at None take the preset's value (see PRESETS)."""
+
+        preset: str = "default"
+        features: str | None = None  # profile (label-agnostic) | logits (the description)
+        real: str | None = None  # unseen | retain (the description) | forget-residual
+        temperature: float | None = None  # softens the "real" outputs of the frozen original
+        adv_weight: float | None = None
+        ce_weight: float | None = None  # retain protection: cross-entropy on retain batches
+        kl_weight: float | None = None  # retain protection: KL to the original's retain outputs
+        epochs: float | None = None  # None: a `budget` share of retraining's cost
+        epoch_of: str | None = None  # longer (the other loader cycles) | forget
+        budget: float = 0.06  # with epochs=None: share of retraining's sample passes to spend
+        augment: bool | None = None
+        bn: str | None = None  # frozen (BatchNorm statistics kept) | train
+        collapse_drop: float | None = None  # stop when held-out retain accuracy falls this many points
+        lr: float = 1e-3
+        betas: tuple[float, float] = (0.5, 0.999)
+        weight_decay: float = 5e-4
+        batch_size: int = 64
+        d_steps: int = 1
+        check_every: int = 20
+        guard_size: int = 256
+
+        def validate(self) -> None:
+            if self.preset not in PRESETS:
+                raise UserError(f"--set preset={self.preset}: choose one of {', '.join(PRESETS)}")
+            for k, v in PRESETS[self.preset].items():
+                if getattr(self, k) is None:
+                    setattr(self, k, v)
+            checks = [(self.features in FEATURES, f"features must be one of {', '.join(FEATURES)}"),
+                      (self.real in REALS, f"real must be one of {', '.join(REALS)}"),
+                      (self.epoch_of in ("longer", "forget"), "epoch_of must be longer or forget"),
+                      (self.bn in ("frozen", "train"), "bn must be frozen or train"),
+                      (self.lr > 0 and self.batch_size >= 1 and self.d_steps >= 1, "lr > 0, batch_size, d_steps >= 1"),
+                      (self.epochs is None or self.epochs > 0, "epochs must be > 0"),
+                      (0 < self.budget <= 1, "budget must be in (0, 1]"),
+                      (self.temperature > 0, "temperature must be > 0"),
+                      (min(self.adv_weight, self.ce_weight, self.kl_weight) >= 0, "loss weights must be >= 0"),
+                      (self.check_every >= 1 and self.guard_size >= 1, "check_every, guard_size >= 1")]
+            for ok, msg in checks:
+                if not ok:
+                    raise UserError(f"adversarial: {msg}")
+
+    def __init__(self, config: Config | None = None) -> None:
+        super().__init__(config)
+        self.config.validate()
+        self._disc: Discriminator | None = None
+        self._forget_mask: Tensor | None = None
+
+    # ------------------------------------------------------------------ features
+
+    def features(self, logits: Tensor, forget_mask: Tensor) -> Tensor:
+        """What the discriminator reads of the generator's outputs (C numbers for C classes)."""
+        if self.config.features == "logits":
+            return logits.float()
+        return profile(logits, forget_mask)
+
+    @torch.no_grad()
+    def real_features(self, original: nn.Module, xr: Tensor, yr: Tensor, xf: Tensor, forget_mask: Tensor,
+                      orig_r: Tensor) -> Tensor:
+        """The extractor's side of the game: the frozen original's outputs, as chosen by `real`."""
+        c = self.config
+        if c.features == "logits":
+            src = orig_r if c.real != "forget-residual" else original(xf).float()
+            return src / c.temperature
+        if c.real == "retain":
+            return profile(orig_r, forget_mask, c.temperature)
+        if c.real == "forget-residual":
+            return profile(original(xf).float(), forget_mask, c.temperature, forget_mask.expand(len(xf), -1))
+        exclude = forget_mask.expand(len(xr), -1).clone()
+        if int((~forget_mask).sum()) >= 2:  # with one class left there is nothing else to spread belief over
+            exclude[torch.arange(len(yr)), yr] = True
+        return profile(orig_r, forget_mask, c.temperature, exclude)
+
+    # ------------------------------------------------------------------ unlearning
+
+    def steps_for(self, task: UnlearnTask, n_retain: int, n_forget: int) -> int:
+        """Number of G steps: `epochs` passes, or a `budget` share of retraining's sample passes."""
+        c = self.config
+        if c.epochs is not None:
+            n = n_forget if c.epoch_of == "forget" else max(n_retain, n_forget)
+            return max(1, math.ceil(c.epochs * n / c.batch_size))
+        protect = c.ce_weight > 0 or c.kl_weight > 0
+        per_step = c.batch_size * (2 if protect else 1) + c.batch_size / 3  # G fwd+bwd, extractor fwd (~1/3)
+        return max(1, int(c.budget * task.train_config.epochs * n_retain / per_step))
+
+    def unlearn(self, model: nn.Module, task: UnlearnTask) -> nn.Module:
+        c, dev = self.config, task.device
+        fmask = torch.zeros(task.num_classes, dtype=torch.bool, device=dev)
+        fmask[task.forget_classes] = True
+        self._forget_mask = fmask.cpu()
+        original = copy.deepcopy(model).eval().requires_grad_(False)
+        retain, held = _hold_out(task.retain, c.guard_size, task.generator)
+        forget = task.forget
+        steps = self.steps_for(task, len(retain), len(forget))
+        disc = Discriminator(task.num_classes).to(dev)
+        opt_g = torch.optim.Adam(model.parameters(), lr=c.lr, betas=tuple(c.betas), weight_decay=c.weight_decay)
+        opt_d = torch.optim.Adam(disc.parameters(), lr=c.lr, betas=tuple(c.betas), weight_decay=c.weight_decay)
+        sched = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=steps) for o in (opt_g, opt_d)]
+        r_it = retain.cycle(c.batch_size, dev, task.generator, augment=c.augment)
+        f_it = forget.cycle(c.batch_size, dev, task.generator, augment=c.augment)
+        guard = Guard(model, held, c.collapse_drop, dev, companion=disc)
+        model.train(c.bn == "train")
+        hist: dict[str, list] = {"step": [], "d_loss": [], "g_adv": [], "guard_acc": []}
+        recent: list[tuple[float, float]] = []
+        done = 0
+        for step in progress(range(steps), "adversarial", steps):
+            xr, yr = next(r_it)
+            xf, _ = next(f_it)
+            d_loss, g_adv = self._step(model, original, disc, opt_g, opt_d, xr, yr, xf, fmask)
+            if not (math.isfinite(d_loss) and math.isfinite(g_adv)):
+                guard.fail(f"loss became NaN/inf at step {step + 1}")
+                break
+            for s in sched:
+                s.step()
+            done = step + 1
+            recent = (recent + [(d_loss, g_adv)])[-20:]
+            if done % c.check_every == 0 or done == steps:
+                ok = guard.check(model, done)
+                hist["step"].append(done)
+                hist["d_loss"].append(round(sum(r[0] for r in recent) / len(recent), 4))
+                hist["g_adv"].append(round(sum(r[1] for r in recent) / len(recent), 4))
+                hist["guard_acc"].append(round(guard.last_acc, 2))
+                if not ok:
+                    break
+        if guard.stop_reason:
+            guard.restore(model)
+            say(f"adversarial: stopped early ({guard.stop_reason}); kept the last healthy state "
+                f"(step {guard.best_step} of {steps})")
+        model.eval()
+        self._disc = disc.eval().cpu()
+        task.artifacts["discriminator"] = disc.state_dict()
+        task.figures.update({
+            "preset": c.preset, "steps": steps, "steps_run": done, "stopped_early": guard.stop_reason is not None,
+            "stop_reason": guard.stop_reason, "kept_step": guard.best_step if guard.stop_reason else done,
+            "final_d_loss": hist["d_loss"][-1] if hist["d_loss"] else None,
+            "final_g_loss": hist["g_adv"][-1] if hist["g_adv"] else None,
+            "guard_retain_acc": {"start": round(guard.start, 2), "end": round(guard.accuracy(model), 2)},
+            "history": hist})
+        return model
+
+    def _step(self, model: nn.Module, original: nn.Module, disc: Discriminator, opt_g: torch.optim.Optimizer,
+              opt_d: torch.optim.Optimizer, xr: Tensor, yr: Tensor, xf: Tensor, fmask: Tensor) -> tuple[float, float]:
+        """One D step then one G step (as in the description), sharing the generator's forward pass."""
+        c = self.config
+        protect = c.ce_weight > 0 or c.kl_weight > 0
+        with torch.no_grad():
+            orig_r = original(xr).float()
+        real = self.real_features(original, xr, yr, xf, fmask, orig_r)
+        if protect:  # one forward for both batches: cheaper, and BatchNorm in train mode sees a mix
+            out = model(torch.cat([xf, xr])).float()
+            lf, lr_ = out[: len(xf)], out[len(xf):]
+        else:
+            lf, lr_ = model(xf).float(), None
+        fake = self.features(lf, fmask)
+        bce = F.binary_cross_entropy_with_logits
+        ones, zeros = torch.ones_like(real[:, 0]), torch.zeros_like(fake[:, 0])
+        disc.requires_grad_(True)
+        for _ in range(c.d_steps):
+            d_loss = bce(disc(real), ones) + bce(disc(fake.detach()), zeros)
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+        disc.requires_grad_(False)
+        g_adv = bce(disc(fake), torch.ones_like(zeros))
+        g_loss = c.adv_weight * g_adv
+        if lr_ is not None and c.ce_weight > 0:
+            g_loss = g_loss + c.ce_weight * F.cross_entropy(lr_, yr)
+        if lr_ is not None and c.kl_weight > 0:
+            target = F.softmax(orig_r.masked_fill(fmask, float("-inf")), 1)
+            g_loss = g_loss + c.kl_weight * F.kl_div(F.log_softmax(lr_, 1), target, reduction="batchmean")
+        if not torch.isfinite(g_loss):
+            return float(d_loss.detach()), float("nan")
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+        return float(d_loss.detach()), float(g_adv.detach())
+
+    # ------------------------------------------------------------------ the described evaluation, repaired
+
+    def extra_metrics(self, model: nn.Module, reference: nn.Module | None, data: EvalData,
+                      device: torch.device) -> dict:
+        """Discriminator scores, misclassification, sample predictions; fresh discriminators vs the reference."""
+        p, bundle, split = data.predictions, data.bundle, data.split
+        if p is None or self._disc is None or p.forget is None:
+            return {}
+        fmask = self._forget_mask
+        forgot = torch.isin(p.test.y, torch.tensor(split.forget_classes))
+        lf_test = p.test_logits[forgot]
+        disc = self._disc
+        out: dict = {
+            "train_disc": {"forget_train": score_summary(scores(disc, self.features(p.forget_logits, fmask))),
+                           "forget_test": score_summary(scores(disc, self.features(lf_test, fmask)))},
+            "misclassified_forget": round(100 - accuracy(p.forget_logits, p.forget.y), 2),
+            "misclassified_forget_test": round(100 - accuracy(lf_test, p.test.y[forgot]), 2),
+            "retain_acc": round(accuracy(p.retain_logits, p.retain.y), 2),
+            "samples": self._samples(p.forget_logits, p.forget, bundle.classes, disc, fmask),
+        }
+        fresh = self._fresh_audits(model, reference, data, device)
+        if fresh:
+            out["fresh_disc"] = fresh
+        return out
+
+    def _samples(self, logits: Tensor, part: Part, classes: list[str], disc: Discriminator, fmask: Tensor,
+                 n: int = 8) -> list[dict]:
+        """Predicted class and top-3 probabilities of a few forget images (evenly spaced, deterministic)."""
+        pick = torch.linspace(0, len(part) - 1, min(n, len(part))).round().long()
+        prob = F.softmax(logits[pick].float(), 1)
+        d = scores(disc, self.features(logits[pick], fmask))
+        rows = []
+        for j, i in enumerate(pick.tolist()):
+            q, k = prob[j].topk(min(3, prob.shape[1]))
+            rows.append({"train_index": int(part.idx[i]), "true": classes[int(part.y[i])],
+                         "predicted": classes[int(k[0])], "disc_score": round(float(d[j]), 4),
+                         "top3": [[classes[int(c)], round(float(v), 4)] for v, c in zip(q, k, strict=True)]})
+        return rows
+
+    @staticmethod
+    def _fresh_audits(model: nn.Module, reference: nn.Module | None, data: EvalData, device: torch.device) -> dict:
+        """Fresh discriminators fitted on the held-out split, scored on the test split.
+
+        `unlearned` / `reference`: per model, retained-class vs forgotten-class outputs (the described score,
+        from a discriminator that had no part in training). `vs_reference`: the unlearned model's outputs on
+        forgotten-class images vs the retrained model's: AUC 0.5 means they cannot be told apart.
+        """
+        bundle, split, p = data.bundle, data.split, data.predictions
+        val = bundle.train_part(split.val_idx, "none")
+        classes = torch.tensor(split.forget_classes)
+        v_forgot, t_forgot = torch.isin(val.y, classes), torch.isin(p.test.y, classes)
+        if len(val) == 0 or not v_forgot.any() or v_forgot.all():
+            return {"skipped": "the held-out split has no images of both forgotten and retained classes"}
+
+        def per_model(val_logits: Tensor, test_logits: Tensor) -> dict:
+            v, t = sorted_probs(val_logits), sorted_probs(test_logits)
+            return audit(v[~v_forgot], v[v_forgot], t[~t_forgot], t[t_forgot], data.seed)
+
+        v_u = predict_logits(model, val, device)
+        out = {"features": "sorted softmax probabilities", "fit_on": "held-out split", "scored_on": "test split",
+               "unlearned": per_model(v_u, p.test_logits)}
+        if reference is not None and data.reference_predictions is not None:
+            v_r = predict_logits(reference, val, device)
+            t_r = data.reference_predictions.test_logits
+            out["reference"] = per_model(v_r, t_r)
+            out["auc_gap"] = round(abs(out["unlearned"]["auc"] - out["reference"]["auc"]), 4)
+            vs = audit(sorted_probs(v_r[v_forgot]), sorted_probs(v_u[v_forgot]), sorted_probs(t_r[t_forgot]),
+                       sorted_probs(p.test_logits[t_forgot]), data.seed)
+            out["vs_reference"] = {"auc": vs["auc"], "gap_from_chance": round(abs(vs["auc"] - 0.5), 4)}
+        return out
+
+    # ------------------------------------------------------------------ predict
+
+    def predict_extras(self, run_dir: Path, meta: dict, logits: Tensor) -> list[dict]:
+        """The saved training discriminator's score of each image's outputs (high: looks 'real')."""
+        path = Path(run_dir) / "discriminator.safetensors"
+        if not path.is_file():
+            return []
+        from safetensors.torch import load_file
+
+        c = int(meta["num_classes"])
+        disc = Discriminator(c)
+        disc.load_state_dict(load_file(str(path)))
+        fmask = torch.zeros(c, dtype=torch.bool)
+        fmask[list((meta.get("forget") or {}).get("classes", []))] = True
+        return [{"discriminator_score": round(float(s), 4)} for s in scores(disc.eval(), self.features(logits, fmask))]
+
+
+def profile(logits: Tensor, forget_mask: Tensor, temperature: float = 1.0, exclude: Tensor | None = None,
+            bound: float = PROFILE_BOUND) -> Tensor:
+    """C label-agnostic numbers for C classes (about -1 to 1):
+
+    - the log-probabilities among the retained classes, sorted (all but the smallest): the confidence profile,
+      blind to which class wins;
+    - each forgotten class's log-odds against the retained classes: how much belief the class keeps;
+    - the entropy among the retained classes over its maximum.
+
+    Log-space on purpose: a confident model's probabilities saturate (p = 0.9999 moves by 1e-4 per unit
+    of logit), which starves the generator of gradient; log-odds move one-for-one with the logits. Values
+    are floored at -`bound` nats (e^-8: no visible belief), so a class pushed far enough is indistinguishable
+    from one masked out. `exclude` (N x C, True = masked) gives the answer of a model without those classes.
+    """
+    z = logits.float() / temperature
+    if exclude is not None:
+        z = z.masked_fill(exclude, float("-inf"))
+    zr = z[:, ~forget_mask]
+    lse = zr.logsumexp(1, keepdim=True)
+    logp = zr - lse
+    n_r = zr.shape[1]
+    kept = logp.sort(1, descending=True).values[:, : n_r - 1].clamp(-bound, 0.0)
+    odds = (z[:, forget_mask] - lse).clamp_min(-bound)  # no upper clip: it would stop the gradient
+    ent = -(logp.exp() * logp.clamp_min(-1e4)).sum(1, keepdim=True) / math.log(max(2, n_r))
+    return torch.cat([kept / bound, odds / bound, ent], 1)
+
+
+def _hold_out(part: Part, n: int, generator: torch.Generator) -> tuple[Part, Part]:
+    """Split off `n` retain samples (at most a tenth) that training never sees: the guard's held-out batch."""
+    n = max(1, min(n, len(part) // 10))
+    perm = torch.randperm(len(part), generator=generator)
+    return part.subset(torch.sort(perm[n:]).values), part.subset(torch.sort(perm[:n]).values)
+
+
+class Guard:
+    """Stops training on NaN or collapse and keeps the last healthy state.
+
+    Collapse = accuracy on a held-out retain batch more than `drop` points below its value before training.
+    The state kept is the latest one that passed a check (the most-unlearned healthy state); a `companion`
+    (the discriminator) is kept from the same step, so the saved pair still belongs together.
+    """
+
+    def __init__(self, model: nn.Module, held: Part, drop: float, device: torch.device,
+                 companion: nn.Module | None = None) -> None:
+        self.held, self.drop, self.device, self.companion = held, drop, device, companion
+        self.start = self.accuracy(model)
+        self.last_acc = self.start
+        self.best = self._snapshot(model)
+        self.best_step = 0
+        self.stop_reason: str | None = None
+
+    @torch.no_grad()
+    def accuracy(self, model: nn.Module) -> float:
+        return accuracy(predict_logits(model, self.held, self.device), self.held.y)
+
+    def check(self, model: nn.Module, step: int) -> bool:
+        finite = all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point())
+        self.last_acc = self.accuracy(model) if finite else float("nan")
+        if not finite:
+            return self.fail(f"weights became NaN/inf by step {step}")
+        if self.last_acc < self.start - self.drop:
+            return self.fail(f"collapse: held-out retain accuracy {self.last_acc:.1f}% fell more than "
+                             f"{self.drop:g} points below {self.start:.1f}% at step {step}")
+        self.best, self.best_step = self._snapshot(model), step
+        return True
+
+    def fail(self, reason: str) -> bool:
+        self.stop_reason = reason
+        return False
+
+    def _snapshot(self, model: nn.Module) -> list[dict[str, Tensor]]:
+        mods = [model] + ([self.companion] if self.companion is not None else [])
+        return [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in mods]
+
+    def restore(self, model: nn.Module) -> None:
+        model.load_state_dict(self.best[0])
+        if self.companion is not None:
+            self.companion.load_state_dict(self.best[1])
+
+
+__all__ = ["PRESETS", "Adversarial", "Guard", "profile"]
+

@@ -1,0 +1,145 @@
+"""`nad`: Neural Attention Distillation (Li et al., ICLR 2021).
+
+A teacher is the backdoored model fine-tuned on the clean set (`teacher_epochs`); the student (the
+backdoored model itself) is then trained on the clean set with cross-entropy plus attention-distillation
+terms beta_i * MSE(A(s_i), A(t_i)) at the ends of the network's last three resolution stages, where
+A(f) = sum_c |f_c|^p, L2-normalised over the spatial positions (attention transfer, p = 2). The fine-tuned
+teacher's attention carries little of the trigger, and matching it erases the backdoor pathway.
+
+Defaults follow BackdoorBench's CIFAR-10 setting (betas 500 / 1000 / 1000, p = 2, lr 0.01, teacher 10
+epochs, weight decay 1e-4) with 20 student epochs and a cosine schedule in place of its step schedule.
+Stages are found from a probe forward pass: the last non-normalisation module to output each spatial size
+(for a ResNet: the outputs of its last three stages).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..engine.progress import progress
+from ..engine.train import TrainConfig, fit, make_optimizer, make_scheduler
+from ..errors import UserError
+from .base import Method, UnlearnTask, register_method
+
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
+
+
+def attention_stages(model: nn.Module, x: Tensor, count: int) -> list[str]:
+    """Names of the modules that end the last `count` spatial stages (resolutions above 1x1)."""
+    seen: list[tuple[str, tuple[int, ...]]] = []
+
+    def record(name: str):
+        def hook(_m: nn.Module, _i: tuple, out: object) -> None:
+            if isinstance(out, Tensor) and out.dim() == 4:
+                seen.append((name, tuple(out.shape[-2:])))
+
+        return hook
+
+    handles = [m.register_forward_hook(record(name)) for name, m in model.named_modules()
+               if name and not isinstance(m, _NORMS)]
+    try:
+        with torch.no_grad():
+            was = model.training
+            model.eval()
+            model(x)
+            model.train(was)
+    finally:
+        for h in handles:
+            h.remove()
+    ends: dict[tuple[int, int], str] = {}
+    for name, size in seen:
+        if size != (1, 1):
+            ends.pop(size, None)
+            ends[size] = name  # insertion order = order in which each resolution was last seen
+    if not ends:
+        raise UserError("nad distils convolutional attention maps but the model has none: choose a conv model")
+    return list(ends.values())[-count:]
+
+
+def attention_map(f: Tensor, p: float) -> Tensor:
+    """sum_c |f_c|^p, flattened and L2-normalised per sample (Zagoruyko & Komodakis 2017)."""
+    a = f.abs().pow(p).sum(1).flatten(1)
+    return a / (a.norm(dim=1, keepdim=True) + 1e-6)
+
+
+class _Capture:
+    """Forward hooks that keep the outputs of named modules during one forward pass."""
+
+    def __init__(self, model: nn.Module, names: list[str]) -> None:
+        self.out: dict[str, Tensor] = {}
+        self.handles = [model.get_submodule(n).register_forward_hook(self._keep(n)) for n in names]
+
+    def _keep(self, name: str):
+        def hook(_m: nn.Module, _i: tuple, out: Tensor) -> None:
+            self.out[name] = out
+
+        return hook
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+@register_method("nad")
+class NAD(Method):
+    needs = frozenset()
+    backdoor_needs = frozenset({"clean"})
+    scenarios = frozenset()
+    summary = "Neural Attention Distillation from a clean-fine-tuned teacher (Li et al. 2021)"
+
+    @dataclass
+    class Config:
+        teacher_epochs: int = 10
+        epochs: int = 20
+        lr: float = 0.01
+        batch_size: int = 128
+        weight_decay: float = 1e-4
+        betas: tuple[float, ...] = (500.0, 1000.0, 1000.0)  # shallow to deep
+        p: float = 2.0
+
+        def validate(self) -> None:
+            if self.teacher_epochs < 1 or self.epochs < 1 or self.lr <= 0 or not self.betas:
+                raise UserError("nad needs teacher_epochs, epochs >= 1, lr > 0 and at least one beta")
+
+    def unlearn(self, model: nn.Module, task: UnlearnTask) -> nn.Module:
+        c, dev, gen = self.config, task.device, task.generator
+        clean = task.clean
+        teacher = copy.deepcopy(model)
+        fit(teacher, clean, TrainConfig(epochs=c.teacher_epochs, batch_size=c.batch_size, lr=c.lr,
+                                        weight_decay=c.weight_decay, augment=True), dev, gen, desc="nad teacher")
+        teacher.eval()
+        probe = next(clean.batches(2, dev))[0]
+        stages = attention_stages(model, probe, len(c.betas))
+        betas = list(c.betas)[-len(stages):]
+        opt = make_optimizer(model.parameters(), "sgd", c.lr, 0.9, c.weight_decay)
+        sched = make_scheduler(opt, "cosine", c.epochs * math.ceil(len(clean) / c.batch_size))
+        s_cap, t_cap = _Capture(model, stages), _Capture(teacher, stages)
+        step = 0
+        try:
+            for _ in progress(range(c.epochs), "nad", c.epochs):
+                model.train()
+                for x, y in clean.batches(c.batch_size, dev, shuffle=True, generator=gen, augment=True):
+                    loss = F.cross_entropy(model(x), y)
+                    with torch.no_grad():
+                        teacher(x)
+                    for beta, name in zip(betas, stages, strict=True):
+                        loss = loss + beta * F.mse_loss(attention_map(s_cap.out[name], c.p),
+                                                        attention_map(t_cap.out[name], c.p))
+                    task.check(loss, "nad", step)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                    step += 1
+        finally:
+            s_cap.remove()
+            t_cap.remove()
+        model.eval()
+        task.figures["stages"] = stages
+        return model
