@@ -35,7 +35,15 @@ import torch
 import torch.nn.functional as F
 
 from unlearnkit.bench.hyperforget import cached_hypernet
-from unlearnkit.bench.runner import _atomic, cached_original, cached_reference, default_cache, machine_description
+from unlearnkit.bench.runner import (
+    FASHION_MNIST_RESNET18,
+    _atomic,
+    cached_original,
+    cached_reference,
+    default_cache,
+    machine_description,
+)
+from unlearnkit.bench.unlearning import BUDGETS
 from unlearnkit.engine.device import get_device
 from unlearnkit.engine.evaluate import evaluate_predictions
 from unlearnkit.engine.rundir import load_run
@@ -92,14 +100,15 @@ def mean_std(v: list[float]) -> tuple[float, float]:
 
 
 def run_baselines(original: Path, methods: list[str], classes: list[int], cache: Path, out: Path) -> dict:
-    """Each per-request method on `classes`, against the cached references: seconds and quality."""
+    """Each per-request method on `classes` (default settings within the `class` suite's CPU budgets), against
+    the cached references: seconds and quality."""
     res: dict[str, dict] = {}
     for m in methods:
         rows = []
         for c in classes:
             ref = cached_reference(cache, original, {"forget_class": str(c)}, 0)
             d = forget(original, m, out / "baselines" / m / f"class-{c}", forget_class=str(c), reference=ref,
-                       overwrite=True)
+                       settings=dict(BUDGETS.get(m, {})), overwrite=True)
             rows.append(json.loads((d / "metrics.json").read_text()))
         res[m] = {"seconds": statistics.fmean(r["seconds"] for r in rows),
                   "avg_gap": statistics.fmean(r["gap"]["avg"] for r in rows),
@@ -114,12 +123,12 @@ def main() -> None:
     ap.add_argument("--original", help="a trained run (default: train/cache one with --data/--arch/--epochs)")
     ap.add_argument("--data", default="fashion-mnist")
     ap.add_argument("--arch", default="resnet18")
-    ap.add_argument("--epochs", type=int, help="training epochs of the original (default: the package's)")
+    ap.add_argument("--epochs", type=int, help="training epochs of the original (default: the shared suites' 6)")
     ap.add_argument("--classes", help="forget requests, e.g. 0,3 (default: all)")
     ap.add_argument("--samples", type=int, default=10)
     ap.add_argument("--variant", default="dihyfo-1", choices=["dihyfo-1", "dihyfo-2"])
     ap.add_argument("--set", nargs="*", default=[], dest="settings", help="hyperforget train settings, key=value")
-    ap.add_argument("--baselines", default="finetune,neggrad-plus,salun,scrub,l1-sparse",
+    ap.add_argument("--baselines", default="finetune,neggrad-plus,salun,scrub,l1-sparse,random-label",
                     help="per-request methods to compare costs with (those installed are run)")
     ap.add_argument("--baseline-classes", type=int, default=1, help="run baselines on the first N requests")
     ap.add_argument("--time-retrain", action="store_true",
@@ -140,9 +149,9 @@ def main() -> None:
     if a.original:
         original = Path(a.original)
     else:
-        train = {"epochs": a.epochs} if a.epochs else {}
-        if a.quick:
-            train.update(batch_size=64, lr=0.05)
+        train = {"epochs": a.epochs, "batch_size": 64, "lr": 0.05} if a.quick else dict(FASHION_MNIST_RESNET18)
+        if a.epochs:
+            train["epochs"] = a.epochs
         original = cached_original(cache, a.data, a.arch, train, 0)
     src = load_run(original)
     k = int(src.meta["num_classes"])
@@ -256,6 +265,9 @@ def table(s: dict, meta: dict) -> str:
               f"{hs['collect']:.0f}, hypernetwork {hs['train']:.0f}). Best per-request method that forgets: "
               f"{s['best_per_request']} ({s['baselines'][s['best_per_request']]['seconds']:.1f} s/request); "
               f"HyperForget is cheaper after {be if be is not None else 'no number of'} requests.  ",
+              "Per-request methods (seconds per request, verdicts): " + "; ".join(
+                  f"{m} {b['seconds']:.1f} s {','.join(str(v) for v in b.get('verdicts', [])) or ''}"
+                  for m, b in s["baselines"].items()) + ".  ",
               f"Machine: {s['machine']}. Checks: forget-class test acc <= 1%, retained within 1.5 points, "
               f"MIA-efficacy within 5 points of retraining."]
     return "\n".join(lines) + "\n"

@@ -146,7 +146,8 @@ def test_bench_suite_runs_sample_rows_from_one_hypernetwork(mlp_run, tmp_path, m
                 "baselines": "finetune", "scenarios": "class-3", "cache": str(tmp_path / "cache")}
     out = run_suite("hyperforget", tmp_path / "out", seeds=1, settings=settings)
     res = json.loads((out / "results.json").read_text())
-    assert {r["row"] for r in res["records"]} == {"retrain", "hyperforget #0", "hyperforget #1", "finetune"}
+    assert {r["row"] for r in res["records"]} == {"retrain", "hyperforget #0", "hyperforget #1",
+                                                          "finetune (1 epoch)"}
     assert len(list((tmp_path / "cache").glob("*-hyperforget-*"))) == 1  # trained once, used by both rows
     runs = out / "runs" / "class-3"
     w = [load_file(str(runs / f"hyperforget_#{i}" / "seed0" / "model.safetensors"))["net.5.weight"] for i in (0, 1)]

@@ -9,8 +9,11 @@ The hypernetwork's one-time cost is in its meta.json (`seconds.total`); benchmar
 turns all of it into the done-when numbers (alignment, spread, break-even), evaluating samples on frozen
 features instead of a full forward pass per row.
 
-Settings: samples=N (default 10), variant=dihyfo-1|dihyfo-2, baselines=a,b (default: the installed ones of
-finetune, neggrad-plus, salun, scrub, l1-sparse), and any `hyperforget train` setting (steps=..., rank=...).
+The original model is the one every Fashion-MNIST suite shares (`FASHION_MNIST_RESNET18`), and the baseline
+rows are those of the `class` suite (tuned on the validation split, CPU budgets), so all share the cache.
+
+Settings: samples=N (default 10), variant=dihyfo-1|dihyfo-2, baselines=a,b (default: the `class` suite's
+rows; `baselines=` for none), and any `hyperforget train` setting (steps=..., rank=...).
 """
 
 from __future__ import annotations
@@ -21,9 +24,8 @@ from typing import Any
 from ..engine.progress import say
 from ..methods.base import METHODS
 from . import register_suite
-from .runner import UNLEARNING_COLUMNS, Row, Scenario, Suite, _hash, gap
-
-BASELINES = ("finetune", "neggrad-plus", "salun", "scrub", "l1-sparse")
+from .runner import FASHION_MNIST_RESNET18, UNLEARNING_COLUMNS, Row, Scenario, Suite, _hash, gap
+from .unlearning import rows as class_rows
 
 
 def cached_hypernet(original: Path, seed: int, cache: Path, variant: str = "dihyfo-1", **settings: Any) -> dict:
@@ -43,11 +45,14 @@ def hyperforget_suite(settings: dict) -> Suite:
     s = dict(settings)
     samples = int(s.pop("samples", 10))
     variant = str(s.pop("variant", "dihyfo-1"))
-    wanted = str(s.pop("baselines", ",".join(BASELINES))).replace(";", ",").split(",")
+    baselines = class_rows("class")
+    if "baselines" in s:
+        wanted = str(s.pop("baselines")).replace(";", ",").split(",")
+        baselines = [r for r in baselines if r.method in wanted or r.name in wanted]
     prepare = {"fn": "unlearnkit.bench.hyperforget:cached_hypernet", "variant": variant, **s}
     rows = [Row("hyperforget", {"sample": i}, label=f"hyperforget #{i}", prepare=prepare) for i in range(samples)]
-    rows += [Row(m) for m in wanted if m and m in METHODS]
-    return Suite(name="hyperforget", data="fashion-mnist", arch="resnet18", train={},
+    rows += [r for r in baselines if r.method in METHODS]
+    return Suite(name="hyperforget", data="fashion-mnist", arch="resnet18", train=dict(FASHION_MNIST_RESNET18),
                  scenarios=[Scenario(f"class-{c}", {"forget_class": str(c)}) for c in range(10)], rows=rows,
                  columns=[*UNLEARNING_COLUMNS[:5], gap("test_acc", "gap TA"), *UNLEARNING_COLUMNS[5:]],
                  notes="HyperForget rows are samples of one hypernetwork (trained once per original model; its "

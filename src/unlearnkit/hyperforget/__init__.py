@@ -19,9 +19,16 @@ model, and the hypernetwork trains in minutes. Class forgetting is decided mostl
 forgotten class's row and the decision boundaries); what head-only forgetting cannot do is change the
 features, which still encode the class - the benchmark measures how far that is from retraining.
 
-Modules: `heads` (the generated object, frozen features), `collect` (phase 1: checkpoints per request),
-`net` (the transformer), `diffusion` (DDPM), `hypernet` (conditioning variants, save/load, generation),
-`train` (phase 2 and the command), `sample` (the request command).
+How it is built (each file says why): `heads` (the generated object, frozen features, evaluation from
+features), `collect` (phase 1: per class, heads retrained without it from zero and unlearning trajectories
+from the original head, with their per-class losses), `basis` (the coordinates the diffusion runs in: the
+principal directions of the collected heads), `diffusion` (DDPM predicting the clean sample, EDM-style
+preconditioning, ancestral/DDIM sampling with a temperature), `net` (the denoiser: a residual MLP over the
+coordinate chunks by default, G.pt's transformer over chunk tokens as an option; conditioned on the starting
+head, the forget request as a class embedding and sinusoidally embedded loss prompts), `hypernet` (the
+DiHyFo-1 / DiHyFo-2 conditioning variants, save/load, generation), `train` (phase 2 and the command, resumable),
+`sample` (the request command; ordinary run directories). `methods/hyperforget.py` makes it a method of
+`unlearnkit forget`, and `bench/hyperforget.py` a bench suite.
 """
 
 from .hypernet import VARIANTS, HyperForget

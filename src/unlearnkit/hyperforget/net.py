@@ -1,4 +1,10 @@
-"""The hypernetwork: a small G.pt-style transformer over parameter tokens (or, with `arch=mlp`, an MLP).
+"""The denoiser: a residual MLP over the parameter chunks (default) or a G.pt-style transformer over them.
+
+The MLP is the default because at this budget (minutes of 2 CPU cores, ~1,000 checkpoints) it samples heads
+as good as the transformer's at a small fraction of the cost: on digits (mlp, 10 requests, 1,500 steps, 4
+samples each) retained-class test accuracy 94.1-98.1% (MLP) vs 91.3-98.5% (transformer, width 128, depth 4),
+prompt-alignment R² 0.96/0.99 vs 0.93/0.95, in 66 s vs 1,119 s of training on the same (shared) 2-core
+machine. The transformer is the structure of G.pt and of the paper, kept as `arch=transformer`:
 
 Tokens (G.pt, Peebles et al. 2022): the noised parameters cut into chunks (here: chunks of the head's
 coordinates in its principal directions, see basis.py), the starting parameters cut the same way, the diffusion
