@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from ..data.bundle import Part
 from ..engine.progress import progress, say
 from ..engine.train import predict_logits
-from ..errors import UserError
+from ..errors import NumericalError, UserError
 from ..metrics.accuracy import accuracy
 from ..metrics.discriminator import Discriminator, audit, score_summary, scores, sorted_probs
 from .base import EvalData, Method, UnlearnTask, register_method
@@ -210,6 +210,10 @@ class Adversarial(Method):
                 hist["guard_acc"].append(round(guard.last_acc, 2) if math.isfinite(guard.last_acc) else None)
                 if not ok:
                     break
+        if guard.stop_reason and guard.best_step == 0 and "NaN" in guard.stop_reason:
+            # Nothing healthy to keep (issue 9): stop like every method does on a NaN, naming method and step.
+            raise NumericalError(f"adversarial: {guard.stop_reason} before any healthy step; nothing to keep: "
+                                 f"lower lr or g_lr")
         if guard.stop_reason:
             guard.restore(model)
             say(f"adversarial: stopped early ({guard.stop_reason}); kept the last healthy state "
