@@ -111,12 +111,17 @@ def main() -> None:
         sizes = [max(1, round(float(f) * len(bench.req.split.train_idx))) for f in a.clean_frac.split(",")]
     ngf_settings = dict(s.split("=", 1) for s in a.settings)
     a.out.mkdir(parents=True, exist_ok=True)
-    records = []
+    records: list[dict] = []
+
+    def keep(r: dict) -> dict:  # written as it comes: a long sweep can be read (or stopped) half way
+        records.append(r)
+        (a.out / "results.json").write_text(json.dumps(records, indent=2))
+        return r
+
     for n in sizes:
         for seed in (int(s) for s in a.seeds.split(",")):
-            r = bench.defend("ngf", n, seed, ngf_settings)
-            records += [r, bench.finetune_to(n, seed, r["asr"], a.max_epochs)]
-            (a.out / "results.json").write_text(json.dumps(records, indent=2))
+            r = keep(bench.defend("ngf", n, seed, ngf_settings))
+            keep(bench.finetune_to(n, seed, r["asr"], a.max_epochs))
     meta = bench.src.meta
     text = (f"{table(records)}\n\nrun: {a.run} ({meta['arch']['name']} on {meta['data']['spec']}, poison "
             f"{meta.get('poison', {}).get('attack', '?')}); ngf settings: {ngf_settings or 'defaults'}; finetune: "
