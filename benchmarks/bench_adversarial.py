@@ -24,10 +24,11 @@ TARGETS = [
     ("retained-class TA within 1.0 of retrain", "gap.test_acc", lambda v: v <= 1.0),
     ("MIA-efficacy within 5 of retrain", "gap.mia_efficacy", lambda v: v <= 5.0),
     ("fresh-D AUC within 0.05 of retrain's", "adversarial.fresh_disc.auc_gap", lambda v: v <= 0.05),
-    ("fresh D(unlearned vs retrained) AUC within 0.05 of 0.5", "adversarial.fresh_disc.vs_reference.gap_from_chance",
-     lambda v: v <= 0.05),
     ("wall time <= 1/10 of retrain", "speedup", lambda v: v >= 10.0),
 ]
+#: Printed beside the targets, judged by none: a discriminator fitted directly on unlearned vs retrained outputs
+#: for forgotten-class images is a stricter audit than the issue's "AUCs no more than 0.05 apart".
+REPORTED = [("direct D(unlearned vs retrained) AUC", "adversarial.fresh_disc.vs_reference.auc")]
 
 
 def verdicts(results: dict) -> list[str]:
@@ -39,6 +40,7 @@ def verdicts(results: dict) -> list[str]:
         for label, k, ok in TARGETS:
             v = r["metrics"].get(k)
             cells.append(f"{label}: {'n/a' if v is None else ('PASS' if ok(v) else 'FAIL')} ({v})")
+        cells += [f"{label} (reported): {r['metrics'].get(k)}" for label, k in REPORTED]
         lines.append(f"{r['row']} seed {r['seed']}:\n  " + "\n  ".join(cells))
     return lines
 
@@ -57,7 +59,8 @@ def main() -> None:
     suite = SUITES.get("adversarial")({k: v for k, v in settings.items() if k not in COMMON_SETTINGS})
     suite = apply_common_settings(suite, {k: v for k, v in settings.items() if k in COMMON_SETTINGS and k != "cache"})
     command = "python benchmarks/bench_adversarial.py " + " ".join(sys.argv[1:])
-    out = run(suite, Path(a.out), seeds=a.seeds, cache=Path(a.cache) if a.cache else None, command=command)
+    cache = a.cache or settings.get("cache")  # `--cache DIR` or `--set cache=DIR`, as the other bench scripts
+    out = run(suite, Path(a.out), seeds=a.seeds, cache=Path(cache) if cache else None, command=command)
     print((out / "table.md").read_text())
     print("\n".join(verdicts(json.loads((Path(out) / "results.json").read_text()))))
 

@@ -48,7 +48,7 @@ COLUMNS = [UA, RA, TA, key("mia_efficacy"), gap("avg", "avg gap"), Column("secon
 
 
 # CPU budgets where a paper's default is measured against a much longer retraining (SalUn's originals train
-# 182 epochs; these train 3): fewer passes, so that no row costs more than about a third of a retraining.
+# 182 epochs; these train 6): fewer passes, so that no row costs more than about a third of a retraining.
 BUDGETS: dict[str, dict[str, Any]] = {
     "neggrad-plus": {"epochs": 2},
     "l1-sparse": {"epochs": 1, "retain_fraction": 0.25},
@@ -69,7 +69,7 @@ def _suite(name: str, scenario: Scenario) -> Suite:
                  notes="Each method tunes its hyper-parameters on the held-out validation split of its seed "
                        "(`tune=true`); seconds and speed-up are the chosen setting's own run, `tuning s` the "
                        "whole selection. Avg gap = mean |unlearned - retrained| over UA, RA, TA, MIA-efficacy. "
-                       "Budgets below the papers' (3-epoch originals here): "
+                       "Budgets below the papers' (6-epoch originals here): "
                        + "; ".join(f"{k} {v}" for k, v in BUDGETS.items()) + ".")
 
 
