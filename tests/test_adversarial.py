@@ -128,3 +128,19 @@ def test_bad_settings_and_scenarios_are_user_errors(mlp_run, tmp_path):
     with pytest.raises(UserError, match="does not support random"):
         forget(mlp_run, "adversarial", tmp_path / "r", forget_random=0.1)
     assert set(PRESETS) == {"default", "seed"}
+
+
+
+def test_body_lr_slows_the_feature_extractor_only_in_long_games():
+    from unlearnkit.models import build_model
+    from unlearnkit.models.registry import last_linear
+
+    model = build_model("mlp", 10, (1, 8, 8), (0.5,), (0.5,))
+    long_game = Adversarial(make_config(Adversarial, None)).generator_groups(model, steps=500)
+    assert len(long_game) == 2 and long_game[1]["lr"] == 1e-4  # the feature extractor slowed, the head at lr
+    assert {id(p) for p in long_game[0]["params"]} == {id(p) for p in last_linear(model).parameters()}
+    assert len(long_game[0]["params"]) + len(long_game[1]["params"]) == len(list(model.parameters()))
+    short_game = Adversarial(make_config(Adversarial, None)).generator_groups(model, steps=30)
+    assert len(short_game) == 1  # a short game (a small job) moves everything at full speed
+    described = Adversarial(make_config(Adversarial, ["preset=seed"])).generator_groups(model, steps=500)
+    assert len(described) == 1  # preset=seed keeps the description's single learning rate

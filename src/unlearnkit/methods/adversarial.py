@@ -24,7 +24,12 @@ images with the image's own class (and the forgotten classes) masked out, i.e. h
 its belief over classes an image does *not* belong to. And the discriminator reads label-agnostic
 `profile` features (sorted probabilities, the forgotten classes' probabilities, entropy): it compares *how*
 the model answers, not *which* class wins, while the forgotten-class coordinates stop the generator from
-keeping the class. `--set preset=seed` runs the description's own losses and hyper-parameters instead.
+keeping the class. Two more departures from the described Adam lr 1e-3 on both nets, chosen on validation
+data: the generator's feature extractor moves at `body_lr` 1e-4 (the head, which does the forgetting, keeps
+1e-3) in games of 100+ steps, since full-speed Adam on an already trained network costs retained-class
+accuracy; and "real" is sharpened (temperature 0.6), since a model retrained without a class answers its
+images more confidently than the original's masked-out residual belief does. `--set preset=seed` runs the
+description's own losses and hyper-parameters instead.
 
 Related designs: Discriminative Adversarial Unlearning (Sharma et al. 2024: an attacker separates forget
 from held-out outputs, the defender adds CE on retain) and SG-Unlearn (Di et al. 2025: a Stackelberg game
@@ -48,20 +53,27 @@ from ..engine.train import predict_logits
 from ..errors import NumericalError, UserError
 from ..metrics.accuracy import accuracy
 from ..metrics.discriminator import Discriminator, audit, score_summary, scores, sorted_probs
+from ..models.registry import last_linear
 from .base import EvalData, Method, UnlearnTask, register_method
 
 #: Values a preset gives to every setting left unset (None). `default` is the working version; `seed` is the
 #: described system with only its two outright bugs fixed (untrained networks, two sigmoids).
 PRESETS: dict[str, dict] = {
-    "default": {"features": "profile", "real": "unseen", "temperature": 1.0, "adv_weight": 1.0, "ce_weight": 1.0,
-                "kl_weight": 1.0, "epochs": None, "epoch_of": "longer", "augment": True, "bn": "frozen",
-                "collapse_drop": 20.0},
+    # body_lr and temperature were chosen on the held-out validation split of Fashion-MNIST / resnet18 (seeds
+    # 0-1, never the test set; benchmarks/adversarial_validation.py). Adam at 1e-3 on an already trained feature
+    # extractor costs retained-class accuracy, while the head at 1e-3 still forgets within a few dozen steps;
+    # a sharper "real" (T = 0.6) answers forget images about as confidently as a retrained model does. Seed 0:
+    # val retained-class accuracy 93.1 (old default) -> 93.8 (retrain 93.6); fresh-D val AUC 0.83 -> 0.78
+    # (retrain 0.80).
+    "default": {"features": "profile", "real": "unseen", "temperature": 0.6, "body_lr": 1e-4, "adv_weight": 1.0,
+                "ce_weight": 1.0, "kl_weight": 1.0, "epochs": None, "epoch_of": "longer", "augment": True,
+                "bn": "frozen", "collapse_drop": 20.0},
     # The description: logits in, real = extractor(retain), no retain loss, 20 epochs with cosine annealing.
     # Its zip() loop ended each epoch with the forget loader, so an epoch there is one pass over the forget
     # set; no augmentation; BatchNorm in training mode; no collapse guard (a drop > 100 points cannot happen).
     "seed": {"features": "logits", "real": "retain", "temperature": 1.0, "adv_weight": 1.0, "ce_weight": 0.0,
              "kl_weight": 0.0, "epochs": 20.0, "epoch_of": "forget", "augment": False, "bn": "train",
-             "collapse_drop": 100.0},
+             "collapse_drop": 100.0, "body_lr": None},
 }
 FEATURES = ("profile", "logits")
 PROFILE_BOUND = 8.0
@@ -84,7 +96,7 @@ class Adversarial(Method):
         preset: str = "default"
         features: str | None = None  # profile (label-agnostic) | logits (the description)
         real: str | None = None  # unseen | retain (the description) | forget-residual
-        temperature: float | None = None  # softens the "real" outputs of the frozen original
+        temperature: float | None = None  # < 1 sharpens, > 1 softens the "real" outputs of the original
         adv_weight: float | None = None
         ce_weight: float | None = None  # retain protection: cross-entropy on retain batches
         kl_weight: float | None = None  # retain protection: KL to the original's retain outputs
@@ -96,7 +108,9 @@ class Adversarial(Method):
         bn: str | None = None  # frozen (BatchNorm statistics kept) | train
         collapse_drop: float | None = None  # stop when held-out retain accuracy falls this many points
         lr: float = 1e-3
-        g_lr: float | None = None  # the generator's own learning rate (None: lr)
+        g_lr: float | None = None  # the generator's learning rate (None: lr); its classifier head's alone if
+        body_lr: float | None = None  # is set: the rest of the generator (the feature extractor) then moves at body_lr
+        slow_body_from: int = 100  # body_lr applies from this many G steps; a shorter game moves everything at g_lr
         betas: tuple[float, float] = (0.5, 0.999)
         weight_decay: float = 5e-4
         batch_size: int = 64
@@ -117,6 +131,7 @@ class Adversarial(Method):
                       (self.epoch_of in ("longer", "forget"), "epoch_of must be longer or forget"),
                       (self.bn in ("frozen", "train"), "bn must be frozen or train"),
                       (self.lr > 0 and self.batch_size >= 1 and self.d_steps >= 1, "lr > 0, batch_size, d_steps >= 1"),
+                      (all(v is None or v > 0 for v in (self.g_lr, self.body_lr)), "g_lr and body_lr must be > 0"),
                       (self.epochs is None or self.epochs > 0, "epochs must be > 0"),
                       (0 < self.budget <= 1, "budget must be in (0, 1]"),
                       (self.temperature > 0, "temperature must be > 0"),
@@ -170,6 +185,19 @@ class Adversarial(Method):
         per_step = c.batch_size * (2 if protect else 1) + c.batch_size / 3  # G fwd+bwd, extractor fwd (~1/3)
         return max(c.min_steps, int(c.budget * task.train_config.epochs * n_retain / per_step))
 
+    def generator_groups(self, model: nn.Module, steps: int) -> list[dict]:
+        """Adam parameter groups: the classifier head at g_lr (or lr), the feature extractor at body_lr.
+
+        Only in a game of at least `slow_body_from` steps: the head alone forgets a class within a few dozen
+        steps, but a short game (a small job) needs the whole network to move at full speed to forget at all.
+        """
+        c = self.config
+        if c.body_lr is None or steps < c.slow_body_from:
+            return [{"params": list(model.parameters())}]
+        head = {id(p) for p in last_linear(model).parameters()}
+        return [{"params": [p for p in model.parameters() if id(p) in head]},
+                {"params": [p for p in model.parameters() if id(p) not in head], "lr": c.body_lr}]
+
     def unlearn(self, model: nn.Module, task: UnlearnTask) -> nn.Module:
         c, dev = self.config, task.device
         fmask = torch.zeros(task.num_classes, dtype=torch.bool, device=dev)
@@ -181,7 +209,7 @@ class Adversarial(Method):
         steps = self.steps_for(task, len(retain), len(forget))
         disc = Discriminator(task.num_classes).to(dev)
         adam = {"betas": tuple(c.betas), "weight_decay": c.weight_decay}
-        opt_g = torch.optim.Adam(model.parameters(), lr=c.g_lr or c.lr, **adam)
+        opt_g = torch.optim.Adam(self.generator_groups(model, steps), lr=c.g_lr or c.lr, **adam)
         opt_d = torch.optim.Adam(disc.parameters(), lr=c.lr, **adam)
         sched = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=steps) for o in (opt_g, opt_d)]
         r_it = retain.cycle(c.batch_size, dev, task.generator, augment=c.augment)
@@ -226,7 +254,9 @@ class Adversarial(Method):
         self._disc = disc.eval().cpu()
         task.artifacts["discriminator"] = disc.state_dict()
         task.figures.update({
-            "preset": c.preset, "steps": steps, "steps_run": done, "stopped_early": guard.stop_reason is not None,
+            "preset": c.preset, "steps": steps, "steps_run": done,
+            "body_lr": c.body_lr if c.body_lr is not None and steps >= c.slow_body_from else None,
+            "stopped_early": guard.stop_reason is not None,
             "stop_reason": guard.stop_reason, "kept_step": guard.best_step if guard.stop_reason else done,
             "final_d_loss": hist["d_loss"][-1] if hist["d_loss"] else None,
             "final_g_loss": hist["g_adv"][-1] if hist["g_adv"] else None,
