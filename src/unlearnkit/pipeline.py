@@ -428,8 +428,9 @@ def _split_key(req: Request) -> str:
 def _input_metrics(run: Run, model: nn.Module, bundle: DataBundle, req: Request, seed: int,
                    seconds: float | None) -> tuple[dict, Predictions]:
     """Metrics of a model read from the user's run: NaN/inf outputs there are the input's defect, not ours."""
+    cacheable = (Path(run.path) / "model.safetensors").is_file()  # a run directory (not an imported checkpoint)
     key = (str(run.path.resolve()), tuple(sorted(_digest(run.path).items())), _split_key(req), seed, seconds,
-           len(bundle.y_test), str(get_device()))
+           len(bundle.y_test), str(get_device())) if cacheable else None
     if key in _INPUT_METRICS:
         m, p = _INPUT_METRICS[key]
         return copy.deepcopy(m), p
@@ -437,6 +438,8 @@ def _input_metrics(run: Run, model: nn.Module, bundle: DataBundle, req: Request,
         m, p = _metrics_for(model, bundle, req, run.meta, seed, seconds)
     except NumericalError as err:
         raise UserError(f"the model in {run.path} is unusable ({err}): re-create the run") from err
+    if key is None:
+        return m, p
     if len(_INPUT_METRICS) >= _INPUT_METRICS_MAX:
         _INPUT_METRICS.pop(next(iter(_INPUT_METRICS)))
     _INPUT_METRICS[key] = (copy.deepcopy(m), p)
