@@ -183,3 +183,17 @@ def test_tuning_for_sample_forgetting_scores_the_heldout_membership_attack(mlp_r
         expect = abs(t["forget_acc"] - t["val_acc"]) + max(0.0, sel["original"]["val_acc"] - t["val_acc"]) + \
             abs(t["mia_forget"] - t["mia_val"])
         assert t["score"] == pytest.approx(expect, abs=1e-3)
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_tuning_may_read_what_its_score_needs(name):
+    """A tuned method's trials are scored on the val split and the forget set, whatever it trains on."""
+    cls = METHODS.get(name)
+    for scenario in ("class",) if name == "unsir" else ("class", "random"):
+        assert {"val", "forget"} <= cls(make_config(cls, {"tune": True})).needs_for(scenario)
+
+
+def test_tuning_a_retain_only_method_runs(mlp_run, tmp_path):
+    out = forget(mlp_run, "l1-sparse", tmp_path / "tuned", forget_class="3",
+                 settings={"tune": True, "epochs": 1, "retain_fraction": 0.2})
+    assert len(json.loads((out / "metrics.json").read_text())["l1-sparse"]["selection"]["trials"]) == 3

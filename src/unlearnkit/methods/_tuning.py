@@ -72,7 +72,9 @@ class TunableMethod(Method):
 
     def needs_for(self, scenario: str) -> frozenset[str]:
         needs = super().needs_for(scenario)
-        return needs | {"val"} if getattr(self.config, "tune", False) else needs
+        # Scoring a trial reads the held-out split and the forget set (the defender's own deletion request),
+        # also for methods that train on the retain set alone (l1-sparse).
+        return needs | {"val", "forget"} if getattr(self.config, "tune", False) else needs
 
     def unlearn(self, model: nn.Module, task: UnlearnTask) -> nn.Module:
         if not getattr(self.config, "tune", False) or not self.search_space:
