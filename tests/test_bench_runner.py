@@ -12,11 +12,21 @@ def test_runner_writes_tables_and_reuses_cache(tmp_path):
     train = {"epochs": 2, "batch_size": 64, "arch_kwargs": {"hidden": 32}}
     suite = Suite(name="t", data="digits", arch="mlp", train=train,
                   scenarios=[Scenario("class-1", {"forget_class": "1"})],
-                  rows=[Row("finetune", {"epochs": 1}), Row("finetune", {"epochs": 2}, label="finetune-2ep")])
+                  rows=[Row("finetune", {"epochs": 1}), Row("finetune", {"epochs": 2}, label="finetune-2ep")],
+                  original_row="original")
     out = run(suite, tmp_path / "out", seeds=2, cache=tmp_path / "cache", command="test")
     res = json.loads((out / "results.json").read_text())
-    assert {(r["row"], r["seed"]) for r in res["records"]} == {(n, s) for n in ("retrain", "finetune", "finetune-2ep")
-                                                                 for s in (0, 1)}
+    assert {(r["row"], r["seed"]) for r in res["records"]} == {
+        (n, s) for n in ("retrain", "original", "finetune", "finetune-2ep") for s in (0, 1)}
+    # the original's row: its own forget-split metrics (recorded by the runs) against the same reference
+    orig = next(r for r in res["records"] if r["row"] == "original" and r["seed"] == 0)
+    run_m = json.loads((out / "runs" / "class-1" / "finetune" / "seed0" / "metrics.json").read_text())
+    ref = run_m["reference"]
+    expected = sum(abs(run_m["original"][k] - ref[k]) for k in ("forget_acc", "retain_acc", "test_acc",
+                                                                "mia_efficacy")) / 4
+    assert abs(orig["columns"]["avg gap"] - expected) < 1e-3
+    assert orig["columns"]["UA"] == 100.0 - run_m["original"]["forget_acc"]
+    assert orig["columns"]["seconds"] is None
     summary = {s["row"]: s for s in res["summary"]}
     ua = [r["columns"]["UA"] for r in res["records"] if r["row"] == "finetune"]
     assert summary["finetune"]["UA"] == list(mean_std(ua))
@@ -24,7 +34,7 @@ def test_runner_writes_tables_and_reuses_cache(tmp_path):
     table = (out / "table.md").read_text()
     assert "| method | UA |" in table and "finetune-2ep" in table and "Machine:" in table and "± " in table
     rows = list(csv.reader((out / "summary.csv").open()))
-    assert rows[0][:3] == ["scenario", "row", "seeds"] and len(rows) == 4
+    assert rows[0][:3] == ["scenario", "row", "seeds"] and len(rows) == 5
     # a second run reuses the cached originals, references and finished rows: nothing is re-trained
     cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
     stamp = (out / "runs" / "class-1" / "finetune" / "seed0" / "metrics.json").stat().st_mtime

@@ -96,6 +96,9 @@ class Suite:
     rows: list[Row]
     columns: list[Column] = field(default_factory=lambda: list(UNLEARNING_COLUMNS))
     reference_row: str | None = "retrain"  # label of the reference's own row in the table (None: no such row)
+    # label of a row for the original model itself, compared with the reference like any method (None: no such
+    # row): the gap that an unlearning method must close, and the score of doing nothing
+    original_row: str | None = None
     notes: str = ""
 
 
@@ -215,6 +218,7 @@ def run(suite: Suite, out: Path, seeds: int = 3, cache: Path | None = None, over
             if reference is not None and suite.reference_row:
                 ref_metrics = json.loads((reference / "metrics.json").read_text())
                 records.append(_record(suite, sc, suite.reference_row, "retrain", seed, ref_metrics, reference))
+            rows: list[dict] = []
             for row in suite.rows:
                 d = out / "runs" / sc.name / row.name.replace(" ", "_").replace("/", "_") / f"seed{seed}"
                 if overwrite or not (d / "metrics.json").is_file():
@@ -223,7 +227,8 @@ def run(suite: Suite, out: Path, seeds: int = 3, cache: Path | None = None, over
                     forget(original, row.method, d, seed=seed, settings=settings, reference=reference,
                            overwrite=overwrite or d.exists(), resume=True, **{**sc.request, **row.request})
                 m = json.loads((d / "metrics.json").read_text())
-                records.append(_record(suite, sc, row.name, row.method, seed, m, d))
+                rows.append(_record(suite, sc, row.name, row.method, seed, m, d))
+            records += _original_record(suite, sc, seed, rows, reference, original) + rows
     return write_results(suite, out, records, seeds, command or _command(), time.perf_counter() - t_start)
 
 
@@ -236,6 +241,23 @@ def prepared(row: Row, original: Path, seed: int, cache: Path) -> dict[str, Any]
     options = dict(row.prepare)
     module, _, name = str(options.pop("fn")).partition(":")
     return getattr(importlib.import_module(module), name)(original, seed, cache, **options)
+
+
+def _original_record(suite: Suite, sc: Scenario, seed: int, rows: list[dict], reference: Path | None,
+                     original: Path) -> list[dict]:
+    """The original model's row: its metrics on this scenario's split (as every run of the seed recorded them),
+    compared with the reference's; no seconds, since nothing was run."""
+    if not suite.original_row or reference is None:
+        return []
+    from ..engine.evaluate import compare
+
+    runs = [json.loads((Path(r["run"]) / "metrics.json").read_text()) for r in rows]
+    found = next((m["original"] for m in runs if isinstance(m.get("original"), dict)), None)
+    if found is None:
+        return []
+    ref = json.loads((reference / "metrics.json").read_text())
+    m = compare({k: v for k, v in found.items() if k != "seconds"}, ref)
+    return [_record(suite, sc, suite.original_row, "original", seed, m, original)]
 
 
 def _record(suite: Suite, sc: Scenario, row: str, method: str, seed: int, m: dict, path: Path) -> dict:
