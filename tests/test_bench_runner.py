@@ -41,3 +41,12 @@ def test_runner_writes_tables_and_reuses_cache(tmp_path):
     run(suite, tmp_path / "out", seeds=2, cache=tmp_path / "cache", command="test")
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == cached
     assert (out / "runs" / "class-1" / "finetune" / "seed0" / "metrics.json").stat().st_mtime == stamp
+
+
+def test_table_names_the_command_that_made_it(monkeypatch):
+    from unlearnkit.bench import runner
+
+    monkeypatch.setattr(runner.sys, "argv", ["benchmarks/bench_unlearning.py", "--suites", "class", "--set", "a=b c"])
+    assert runner._command() == "python benchmarks/bench_unlearning.py --suites class --set 'a=b c'"
+    monkeypatch.setattr(runner.sys, "argv", ["/usr/bin/unlearnkit", "bench", "class"])
+    assert runner._command() == "unlearnkit bench class"

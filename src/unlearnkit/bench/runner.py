@@ -268,7 +268,12 @@ def _record(suite: Suite, sc: Scenario, row: str, method: str, seed: int, m: dic
 
 
 def _command() -> str:
-    return "unlearnkit " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "unlearnkit bench"
+    """The command line that made the table: `python benchmarks/X.py ...` for a script, else `unlearnkit ...`."""
+    if not sys.argv:
+        return "unlearnkit bench"
+    args = " ".join(shlex.quote(a) for a in sys.argv[1:])
+    prog = f"python {sys.argv[0]}" if sys.argv[0].endswith(".py") else "unlearnkit"
+    return f"{prog} {args}"
 
 
 def summarise(suite: Suite, records: list[dict]) -> list[dict]:
