@@ -33,6 +33,7 @@ def test_runner_writes_tables_and_reuses_cache(tmp_path):
     assert summary["retrain"]["UA"][0] == 100.0  # the retrained model never predicts the forgotten class
     table = (out / "table.md").read_text()
     assert "| method | UA |" in table and "finetune-2ep" in table and "Machine:" in table and "± " in table
+    assert "the 4 method runs took" in table and "read back" not in table
     rows = list(csv.reader((out / "summary.csv").open()))
     assert rows[0][:3] == ["scenario", "row", "seeds"] and len(rows) == 5
     # a second run reuses the cached originals, references and finished rows: nothing is re-trained
@@ -41,6 +42,7 @@ def test_runner_writes_tables_and_reuses_cache(tmp_path):
     run(suite, tmp_path / "out", seeds=2, cache=tmp_path / "cache", command="test")
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == cached
     assert (out / "runs" / "class-1" / "finetune" / "seed0" / "metrics.json").stat().st_mtime == stamp
+    assert "4 of them were read back from an earlier invocation" in (out / "table.md").read_text()
 
 
 def test_table_names_the_command_that_made_it(monkeypatch):

@@ -210,6 +210,7 @@ def run(suite: Suite, out: Path, seeds: int = 3, cache: Path | None = None, over
         raise UserError(f"output {out} exists and is not a directory: choose another --out")
     cache = Path(cache) if cache else default_cache()
     records: list[dict] = []
+    reused = 0
     t_start = time.perf_counter()
     for seed in range(seeds):
         for sc in suite.scenarios:
@@ -221,7 +222,9 @@ def run(suite: Suite, out: Path, seeds: int = 3, cache: Path | None = None, over
             rows: list[dict] = []
             for row in suite.rows:
                 d = out / "runs" / sc.name / row.name.replace(" ", "_").replace("/", "_") / f"seed{seed}"
-                if overwrite or not (d / "metrics.json").is_file():
+                if not overwrite and (d / "metrics.json").is_file():
+                    reused += 1
+                else:
                     say(f"bench {suite.name}: {sc.name} / {row.name} / seed {seed}")
                     settings = {**row.settings, **prepared(row, original, seed, cache)}
                     forget(original, row.method, d, seed=seed, settings=settings, reference=reference,
@@ -229,7 +232,7 @@ def run(suite: Suite, out: Path, seeds: int = 3, cache: Path | None = None, over
                 m = json.loads((d / "metrics.json").read_text())
                 rows.append(_record(suite, sc, row.name, row.method, seed, m, d))
             records += _original_record(suite, sc, seed, rows, reference, original) + rows
-    return write_results(suite, out, records, seeds, command or _command(), time.perf_counter() - t_start)
+    return write_results(suite, out, records, seeds, command or _command(), time.perf_counter() - t_start, reused)
 
 
 def prepared(row: Row, original: Path, seed: int, cache: Path) -> dict[str, Any]:
@@ -311,7 +314,8 @@ def markdown_table(suite: Suite, summary: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_results(suite: Suite, out: Path, records: list[dict], seeds: int, command: str, seconds: float) -> Path:
+def write_results(suite: Suite, out: Path, records: list[dict], seeds: int, command: str, seconds: float,
+                  reused: int = 0) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(suite, records)
     header = {"suite": suite.name, "data": suite.data, "arch": suite.arch, "train": suite.train, "seeds": seeds,
@@ -336,9 +340,20 @@ def write_results(suite: Suite, out: Path, records: list[dict], seeds: int, comm
           f"### Suite `{suite.name}`: {suite.data}, {suite.arch}, mean ± std over {seeds} seed(s)\n\n")
     md += markdown_table(suite, summary)
     md += (f"\n\nCommand: `{command}`  \nMachine: {header['machine']}  \nDate: {header['date']}; "
-           f"suite wall time {seconds / 60:.1f} min (cached originals/references not re-run).\n")
+           f"this invocation took {seconds / 60:.1f} min ({_reuse_note(suite, records, reused)}).\n")
     _atomic(out / "table.md", md)
     return out
+
+
+def _reuse_note(suite: Suite, records: list[dict], reused: int) -> str:
+    """What the invocation's wall time covers: rows finished by an earlier invocation are read back, not re-run;
+    the summed run time of every row is stated so that the table's total cost is on record either way."""
+    runs = [r for r in records if r["row"] not in (suite.reference_row, suite.original_row)]
+    total = sum(r["metrics"].get("seconds", 0.0) for r in runs)
+    note = f"the {len(runs)} method runs took {total / 60:.1f} min in all, including their validation searches"
+    if reused:
+        note += f"; {reused} of them were read back from an earlier invocation into the same output"
+    return note + "; cached originals and references not re-run"
 
 
 def _atomic(path: Path, text: str) -> None:
