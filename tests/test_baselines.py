@@ -187,10 +187,18 @@ def test_tuning_for_sample_forgetting_scores_the_heldout_membership_attack(mlp_r
 
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_tuning_may_read_what_its_score_needs(name):
-    """A tuned method's trials are scored on the val split and the forget set, whatever it trains on."""
+    """A tuned method's trials are scored on the val split and the forget set, whatever it trains on, and for
+    sample forgetting on retain samples too (the members of the validation MIA)."""
     cls = METHODS.get(name)
-    for scenario in ("class",) if name == "unsir" else ("class", "random"):
-        assert {"val", "forget"} <= cls(make_config(cls, {"tune": True})).needs_for(scenario)
+    for scenario in ("class",) if name == "unsir" else ("class", "random", "indices"):
+        needs = cls(make_config(cls, {"tune": True})).needs_for(scenario)
+        assert {"val", "forget"} <= needs and (scenario == "class" or "retain" in needs)
+
+
+def test_tuning_a_forget_only_method_on_random_forgetting_runs(mlp_run, tmp_path):
+    out = forget(mlp_run, "grad-ascent", tmp_path / "tuned", forget_random=0.1, settings={"tune": True, "epochs": 1})
+    sel = json.loads((out / "metrics.json").read_text())["grad-ascent"]["selection"]
+    assert len(sel["trials"]) == 3 and all("mia_forget" in t for t in sel["trials"])
 
 
 def test_tuning_a_retain_only_method_runs(mlp_run, tmp_path):

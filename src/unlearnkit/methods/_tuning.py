@@ -43,6 +43,8 @@ from ..errors import UserError
 from ..metrics import accuracy, true_label_confidence
 from .base import Method, UnlearnTask
 
+SAMPLE_SCENARIOS = ("random", "indices")
+
 
 @dataclass
 class TunableConfig:
@@ -72,9 +74,12 @@ class TunableMethod(Method):
 
     def needs_for(self, scenario: str) -> frozenset[str]:
         needs = super().needs_for(scenario)
+        if not getattr(self.config, "tune", False):
+            return needs
         # Scoring a trial reads the held-out split and the forget set (the defender's own deletion request),
-        # also for methods that train on the retain set alone (l1-sparse).
-        return needs | {"val", "forget"} if getattr(self.config, "tune", False) else needs
+        # also for methods that train on the retain set alone (l1-sparse); for sample forgetting, its MIA term
+        # also reads retain samples as the members (also for methods that train on the forget set alone).
+        return needs | {"val", "forget"} | ({"retain"} if scenario in SAMPLE_SCENARIOS else set())
 
     def unlearn(self, model: nn.Module, task: UnlearnTask) -> nn.Module:
         if not getattr(self.config, "tune", False) or not self.search_space:
