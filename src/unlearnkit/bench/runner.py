@@ -216,10 +216,11 @@ def run(suite: Suite, out: Path, seeds: int = 3, cache: Path | None = None, over
         for sc in suite.scenarios:
             original = cached_original(cache, suite.data, suite.arch, {**suite.train, **sc.train}, seed)
             reference = cached_reference(cache, original, sc.request, seed) if sc.reference else None
+            ref_metrics = json.loads((reference / "metrics.json").read_text()) if reference is not None else None
             if reference is not None and suite.reference_row:
-                ref_metrics = json.loads((reference / "metrics.json").read_text())
                 records.append(_record(suite, sc, suite.reference_row, "retrain", seed, ref_metrics, reference))
             rows: list[dict] = []
+            original_metrics: dict | None = None  # as the runs of this seed recorded them, on this split
             for row in suite.rows:
                 d = out / "runs" / sc.name / row.name.replace(" ", "_").replace("/", "_") / f"seed{seed}"
                 if not overwrite and (d / "metrics.json").is_file():
@@ -231,7 +232,8 @@ def run(suite: Suite, out: Path, seeds: int = 3, cache: Path | None = None, over
                            overwrite=overwrite or d.exists(), resume=True, **{**sc.request, **row.request})
                 m = json.loads((d / "metrics.json").read_text())
                 rows.append(_record(suite, sc, row.name, row.method, seed, m, d))
-            records += _original_record(suite, sc, seed, rows, reference, original) + rows
+                original_metrics = original_metrics or m.get("original")
+            records += _original_record(suite, sc, seed, original_metrics, ref_metrics, original) + rows
     return write_results(suite, out, records, seeds, command or _command(), time.perf_counter() - t_start, reused)
 
 
@@ -246,19 +248,14 @@ def prepared(row: Row, original: Path, seed: int, cache: Path) -> dict[str, Any]
     return getattr(importlib.import_module(module), name)(original, seed, cache, **options)
 
 
-def _original_record(suite: Suite, sc: Scenario, seed: int, rows: list[dict], reference: Path | None,
+def _original_record(suite: Suite, sc: Scenario, seed: int, found: dict | None, ref: dict | None,
                      original: Path) -> list[dict]:
-    """The original model's row: its metrics on this scenario's split (as every run of the seed recorded them),
-    compared with the reference's; no seconds, since nothing was run."""
-    if not suite.original_row or reference is None:
+    """The original model's row: its metrics on this scenario's split (`found`, as the seed's runs recorded
+    them), compared with the reference's metrics `ref`; no seconds, since nothing was run."""
+    if not suite.original_row or found is None or ref is None:
         return []
     from ..engine.evaluate import compare
 
-    runs = [json.loads((Path(r["run"]) / "metrics.json").read_text()) for r in rows]
-    found = next((m["original"] for m in runs if isinstance(m.get("original"), dict)), None)
-    if found is None:
-        return []
-    ref = json.loads((reference / "metrics.json").read_text())
     m = compare({k: v for k, v in found.items() if k != "seconds"}, ref)
     return [_record(suite, sc, suite.original_row, "original", seed, m, original)]
 
