@@ -5,7 +5,8 @@
 
 Each NAME=PATH replaces the text between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`: with PATH/table.md
 when PATH is a `unlearnkit bench` output directory, or with the file's text otherwise (e.g. a script's saved
-output, fenced as a code block).
+output, fenced as a code block unless it is markdown: a `.md` file or text that opens with a table or a
+heading).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ def section(path: Path) -> str:
     if path.is_dir():
         return (path / "table.md").read_text().strip()
     text = path.read_text().strip()
-    return text if text.startswith("|") or text.startswith("#") else f"```\n{text}\n```"
+    markdown = path.suffix == ".md" or text.startswith(("|", "#"))
+    return text if markdown else f"```\n{text}\n```"
 
 
 def replace(doc: str, name: str, body: str) -> str:
