@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from unlearnkit.attacks.base import LabelMap
 from unlearnkit.attacks.poison import triggered_test_part
 from unlearnkit.data.bundle import Part
 from unlearnkit.engine.device import get_device
@@ -67,11 +68,13 @@ def main() -> None:
     model = run.build_model(device)
     for q in model.parameters():
         q.requires_grad_(False)
-    target = int(meta["poison"]["label_map"]["target"])
+    label_map = LabelMap.from_dict(meta["poison"]["label_map"])
+    if label_map.all_to_all:
+        raise SystemExit(f"{a.run} carries an all-to-all backdoor: this diagnostic needs one target (all-to-one)")
+    target = label_map.target
     triggered, _ = triggered_test_part(bundle, meta["poison"], device)
-    test = bundle.test_part()
-    victims = test.subset(torch.nonzero(test.y != target).flatten())
-    # triggered_test_part keeps the same victims in the same order, so the difference is the trigger's effect
+    # the same victims in the same order as triggered_test_part, so the difference is the trigger's effect
+    victims = bundle.test_part(label_map.victims(bundle.y_test))
     xt, xc = first_batch(triggered, a.n_test, device), first_batch(victims, a.n_test, device)
     effect = (xt - xc).mean(0)
     print(f"{a.run}: attack {meta['poison']['attack']}, target {target}, trigger mean-effect norm "
@@ -80,8 +83,8 @@ def main() -> None:
     print("|---|---|---|---|---|")
     cases = [(f"ibau {v or 'defaults'}", v, None) for v in VARIANTS] + [
         (f"pgd radius {r} clamp {c}", None, (r, c)) for r, c in PGD]
+    batches = list(task.clean.batches(100, device, shuffle=True, generator=torch.Generator().manual_seed(a.seed)))
     for name, settings, pgd in cases:
-        batches = list(task.clean.batches(100, device, shuffle=True, generator=torch.Generator().manual_seed(a.seed)))
         if pgd is None:
             method = IBAU(IBAU.Config(**settings))
             delta, clamp = method.inner_max(model, batches), bool(settings.get("clamp"))

@@ -41,9 +41,7 @@ from ..engine.seed import seed_everything
 from ..engine.train import predict_logits
 from ..errors import UserError
 from ..metrics import accuracy, true_label_confidence
-from .base import Method, UnlearnTask
-
-SAMPLE_SCENARIOS = ("random", "indices")
+from .base import SAMPLE_SCENARIOS, Method, UnlearnTask
 
 
 @dataclass

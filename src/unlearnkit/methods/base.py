@@ -26,6 +26,7 @@ from ..registry import Registry
 
 PARTS = ("forget", "retain", "clean", "val")
 SCENARIOS = ("class", "random", "indices", "backdoor")
+SAMPLE_SCENARIOS = ("random", "indices")  # forgetting chosen training samples, not a whole class
 
 
 class PartNotAllowed(PermissionError):
