@@ -8,6 +8,12 @@ each it prints delta's L2 norm, the share of clean non-target test images that x
 backdoor's target, where the others go, and the cosine between delta and the trigger's mean effect
 (triggered minus clean image, averaged).
 
+Two more tables say why the paper's start from delta = 0 can miss a trigger: how the model answers the trigger
+scaled by alpha (a gated answer, near 0 below some alpha, is invisible to a gradient taken at delta = 0), with
+the share of that gradient's energy on the trigger's pixels; and inner maximisations from random uniform starts
+(`ibau --set restarts=R init_scale=s clamp=true`), each with its inner objective on the clean set, the number
+`restarts` ranks them by.
+
     python benchmarks/ibau_inner_probe.py RUN [--clean-size 3000] [--seed 0]
 """
 
@@ -30,6 +36,8 @@ from unlearnkit.pipeline import build_task, load_run_data, parse_request
 VARIANTS: list[dict] = [{}, {"l2_ball": 10.0, "clamp": True}, {"l2_ball": 5.0, "clamp": True},
                         {"l2_ball": 3.0, "clamp": True}]
 PGD: list[tuple[float, bool]] = [(3.0, True), (3.0, False), (5.0, True), (10.0, True)]  # (radius, clamp)
+ALPHAS = [0.25, 0.5, 0.6, 0.7, 0.8, 1.0]
+RANDOM_STARTS, INIT_SCALE = 8, 0.5
 
 
 def pgd_delta(model: nn.Module, batches: list[tuple[Tensor, Tensor]], radius: float, clamp: bool,
@@ -45,6 +53,44 @@ def pgd_delta(model: nn.Module, batches: list[tuple[Tensor, Tensor]], radius: fl
             delta += lr * grad
             delta *= min(1.0, radius / max(float(delta.norm()), 1e-12))
     return delta.detach()
+
+
+def trigger_response(model: nn.Module, xc: Tensor, effect: Tensor, target: int) -> None:
+    """Share sent to the target by x + alpha * trigger effect; where the gradient at delta = 0 points."""
+    mask = effect.abs() > 0
+    print("| alpha (share of the trigger's effect added) | " + " | ".join(str(a) for a in ALPHAS) + " |")
+    print("|---" * (len(ALPHAS) + 1) + "|")
+    with torch.no_grad():
+        shares = [100 * float((model((xc + a * effect).clamp(0, 1)).argmax(1) == target).float().mean())
+                  for a in ALPHAS]
+    print("| to target % | " + " | ".join(f"{v:.1f}" for v in shares) + " |")
+    x = xc.clone().requires_grad_(True)
+    with torch.no_grad():
+        y_hat = model(xc).argmax(1)
+    (g,) = torch.autograd.grad(F.cross_entropy(model(x), y_hat), x)
+    g = g.mean(0)
+    share = float(g[mask].pow(2).sum() / g.pow(2).sum())
+    print(f"\nThe inner objective's gradient at delta = 0 puts {100 * share:.2f}% of its energy on the trigger's "
+          f"{int(mask.sum())} pixels ({100 * float(mask.float().mean()):.1f}% of the image).\n")
+
+
+def random_starts(model: nn.Module, batches: list[tuple[Tensor, Tensor]], xc: Tensor, effect: Tensor,
+                  target: int, seed: int) -> None:
+    """The inner max from random starts, with the inner objective that `restarts` ranks them by."""
+    method = IBAU(IBAU.Config(clamp=True, init_scale=INIT_SCALE))
+    gen = torch.Generator().manual_seed(seed)
+    shape = (1,) + tuple(xc.shape[1:])
+    print(f"| start (uniform in ±{INIT_SCALE}, clamp) | inner objective | delta norm | to target % | "
+          f"cos(delta, trigger) |")
+    print("|---|---|---|---|---|")
+    for i in range(RANDOM_STARTS):
+        start = (torch.rand(shape, generator=gen) * 2 - 1) * INIT_SCALE
+        delta = method.inner_pass(model, batches, start.to(xc.device))
+        value = method.inner_objective(model, batches, delta)
+        with torch.no_grad():
+            hit = 100 * float((model((xc + delta).clamp(0, 1)).argmax(1) == target).float().mean())
+        cos = float(delta.flatten() @ effect.flatten() / (delta.norm() * effect.norm() + 1e-12))
+        print(f"| {i} | {value:.1f} | {float(delta.norm()):.1f} | {hit:.1f} | {cos:.3f} |")
 
 
 def first_batch(part: Part, n: int, device: torch.device) -> Tensor:
@@ -97,6 +143,9 @@ def main() -> None:
         cos = float(delta.flatten() @ effect.flatten() / (delta.norm() * effect.norm() + 1e-12))
         print(f"| {name} | {float(delta.norm()):.2f} | {100 * float((pred == target).float().mean()):.1f} | "
               f"{hist} | {cos:.3f} |")
+    print()
+    trigger_response(model, xc, effect, target)
+    random_starts(model, batches, xc, effect, target, a.seed)
 
 
 if __name__ == "__main__":

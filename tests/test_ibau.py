@@ -115,11 +115,28 @@ def test_inner_max_respects_the_l2_ball_and_clamp():
     assert float(IBAU(make_config(IBAU, {})).inner_max(model, [(x0, y0)] * 3).norm()) > 0.05
 
 
+def test_restarts_keep_the_start_with_the_largest_inner_objective():
+    model, _, x0, y0, *_ = _tiny_ibau()
+    batches = [(x0, y0)] * 3
+    ibau = IBAU(make_config(IBAU, {"restarts": 4, "init_scale": 2.0, "clamp": True}))
+    chosen = ibau.inner_max(model, batches, torch.Generator().manual_seed(3))
+    gen = torch.Generator().manual_seed(3)  # replay the same starts one by one
+    shape = chosen.shape
+    ends = [ibau.inner_pass(model, batches, (torch.rand(shape, generator=gen) * 2 - 1) * 2.0) for _ in range(4)]
+    values = [ibau.inner_objective(model, batches, d) for d in ends]
+    assert len({round(v, 9) for v in values}) > 1  # the starts end apart, so the choice is not vacuous
+    best = max(range(4), key=values.__getitem__)
+    assert torch.equal(chosen, ends[best])
+    assert ibau.inner_objective(model, batches, chosen) == max(values)
+
+
 def test_bad_settings_are_user_errors():
     with pytest.raises(UserError, match="solver"):
         make_config(IBAU, ["solver=newton"])
     with pytest.raises(UserError, match="rounds"):
         make_config(IBAU, ["rounds=0"])
+    with pytest.raises(UserError, match="init_scale"):
+        make_config(IBAU, ["restarts=3"])
     assert IBAU().needs_for("backdoor") == frozenset({"clean"})
     with pytest.raises(UserError, match="does not support"):
         IBAU().needs_for("class")
