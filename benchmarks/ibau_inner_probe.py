@@ -14,12 +14,18 @@ the share of that gradient's energy on the trigger's pixels; and inner maximisat
 (`ibau --set restarts=R init_scale=s clamp=true`), each with its inner objective on the clean set, the number
 `restarts` ranks them by.
 
-    python benchmarks/ibau_inner_probe.py RUN [--clean-size 3000] [--seed 0]
+`--round-check` then runs one whole `ibau` round with restarts on a copy of the model (inner max, then the outer
+pass along the implicit hypergradient) and prints, before and after the outer pass, where x + delta sends the
+clean images and the model's ASR and clean accuracy: whether unlearning the delta found also unlearns the trigger.
+
+    python benchmarks/ibau_inner_probe.py RUN [--clean-size 3000] [--seed 0] [--round-check]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import time
 
 import torch
 import torch.nn.functional as F
@@ -93,6 +99,34 @@ def random_starts(model: nn.Module, batches: list[tuple[Tensor, Tensor]], xc: Te
         print(f"| {i} | {value:.1f} | {float(delta.norm()):.1f} | {hit:.1f} | {cos:.3f} |")
 
 
+def round_check(model: nn.Module, batches: list[tuple[Tensor, Tensor]], xc: Tensor, xt: Tensor, test: Tensor,
+                test_y: Tensor, target: int, seed: int) -> None:
+    """One `ibau` round with restarts: does unlearning the delta it finds also unlearn the trigger?"""
+    settings = {"restarts": 4, "init_scale": INIT_SCALE, "clamp": True}
+    method = IBAU(IBAU.Config(**settings))
+    model = copy.deepcopy(model)
+    params = list(model.parameters())
+    for q in params:
+        q.requires_grad_(True)
+    gen = torch.Generator().manual_seed(seed)
+    delta = method.inner_max(model, batches, gen)
+
+    def line(when: str) -> str:
+        with torch.no_grad():
+            hit = 100 * float((model((xc + delta).clamp(0, 1)).argmax(1) == target).float().mean())
+            asr = 100 * float((model(xt).argmax(1) == target).float().mean())
+            acc = 100 * float((model(test).argmax(1) == test_y).float().mean())
+        return f"| {when} | {hit:.1f} | {asr:.1f} | {acc:.1f} |"
+
+    print(f"\nOne `ibau` round with {settings} (delta norm {float(delta.norm()):.1f}):\n")
+    print("| model | x + delta to target % | ASR % | clean acc. % |")
+    print("|---|---|---|---|")
+    print(line("before the outer pass"))
+    start = time.perf_counter()
+    method.outer_pass(model, params, method.make_optimizer(params), batches, delta, gen)
+    print(line(f"after it ({time.perf_counter() - start:.0f} s)"))
+
+
 def first_batch(part: Part, n: int, device: torch.device) -> Tensor:
     return next(iter(part.subset(torch.arange(min(n, len(part)))).batches(n, device, shuffle=False)))[0]
 
@@ -103,6 +137,7 @@ def main() -> None:
     p.add_argument("--clean-size", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-test", type=int, default=2000)
+    p.add_argument("--round-check", action="store_true", help="also run one ibau round with restarts (minutes)")
     a = p.parse_args()
     run, device = load_run(a.run), get_device()
     meta = run.meta
@@ -146,6 +181,10 @@ def main() -> None:
     print()
     trigger_response(model, xc, effect, target)
     random_starts(model, batches, xc, effect, target, a.seed)
+    if a.round_check:
+        test = bundle.test_part()
+        xs, ys = first_batch(test, a.n_test, device), test.y[:a.n_test].to(device)
+        round_check(model, batches, xc, xt, xs, ys, target, a.seed)
 
 
 if __name__ == "__main__":

@@ -212,30 +212,43 @@ class IBAU(Method):
         patch = torch.zeros_like(x).index_add(0, rows, delta.expand(len(rows), -1, -1, -1))
         return F.cross_entropy(model(self._perturbed(x, patch)), y)
 
+    def outer_pass(self, model: nn.Module, params: list[Tensor], opt: torch.optim.Optimizer,
+                   batches: list[tuple[Tensor, Tensor]], delta: Tensor, gen: torch.Generator,
+                   check: Callable[[Tensor, int], None] | None = None, step: int = 0) -> int:
+        """One pass of the outer minimisation along the implicit hypergradient at `delta`; returns the step count."""
+        c = self.config
+        fp_map = partial(self.fixed_point_map, model, *batches[0])
+        for x, y in batches:
+            n_pert = max(1, int(len(x) * c.portion))
+            rows = torch.randperm(len(x), generator=gen)[:n_pert].to(x.device)
+            outer_loss = partial(self.outer_loss, model, x, y, rows)
+            grads, loss = implicit_hypergradient(delta, params, fp_map, outer_loss, c.k, c.solver, c.tol)
+            if check is not None:
+                check(loss, step)
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g.detach()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+        return step
+
+    def make_optimizer(self, params: list[Tensor]) -> torch.optim.Optimizer:
+        c = self.config
+        return (torch.optim.Adam(params, lr=c.lr) if c.optimizer == "adam"
+                else torch.optim.SGD(params, lr=c.lr, momentum=0.9))
+
     def unlearn(self, model: nn.Module, task: UnlearnTask) -> nn.Module:
         c = self.config
         model.eval()
         params = [p for p in model.parameters() if p.requires_grad]
-        opt = (torch.optim.Adam(params, lr=c.lr) if c.optimizer == "adam"
-               else torch.optim.SGD(params, lr=c.lr, momentum=0.9))
+        opt = self.make_optimizer(params)
         gen = task.generator
         batches = list(task.clean.batches(c.batch_size, task.device, shuffle=True, generator=gen))
-        fp_map = partial(self.fixed_point_map, model, *batches[0])
         norms, step = [], 0
         for _ in progress(range(c.rounds), "ibau", c.rounds):
             delta = self.inner_max(model, batches, gen)
             norms.append(round(float(delta.norm()), 4))
-            for x, y in batches:
-                n_pert = max(1, int(len(x) * c.portion))
-                rows = torch.randperm(len(x), generator=gen)[:n_pert].to(x.device)
-
-                outer_loss = partial(self.outer_loss, model, x, y, rows)
-                grads, loss = implicit_hypergradient(delta, params, fp_map, outer_loss, c.k, c.solver, c.tol)
-                task.check(loss, "ibau", step)
-                for p, g in zip(params, grads, strict=True):
-                    p.grad = g.detach()
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                step += 1
+            step = self.outer_pass(model, params, opt, batches, delta, gen,
+                                   lambda loss, i: task.check(loss, "ibau", i), step)
         task.figures["delta_norm"] = norms
         return model
