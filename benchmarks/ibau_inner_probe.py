@@ -18,7 +18,7 @@ the share of that gradient's energy on the trigger's pixels; and inner maximisat
 pass along the implicit hypergradient) and prints, before and after the outer pass, where x + delta sends the
 clean images and the model's ASR and clean accuracy: whether unlearning the delta found also unlearns the trigger.
 
-    python benchmarks/ibau_inner_probe.py RUN [--clean-size 3000] [--seed 0] [--round-check]
+    python benchmarks/ibau_inner_probe.py RUN [--clean-size 3000] [--seed 0] [--round-check [--restarts 8]]
 """
 
 from __future__ import annotations
@@ -100,9 +100,9 @@ def random_starts(model: nn.Module, batches: list[tuple[Tensor, Tensor]], xc: Te
 
 
 def round_check(model: nn.Module, batches: list[tuple[Tensor, Tensor]], xc: Tensor, xt: Tensor, test: Tensor,
-                test_y: Tensor, target: int, seed: int) -> None:
+                test_y: Tensor, target: int, seed: int, restarts: int) -> None:
     """One `ibau` round with restarts: does unlearning the delta it finds also unlearn the trigger?"""
-    settings = {"restarts": 4, "init_scale": INIT_SCALE, "clamp": True}
+    settings = {"restarts": restarts, "init_scale": INIT_SCALE, "clamp": True}
     method = IBAU(IBAU.Config(**settings))
     model = copy.deepcopy(model)
     params = list(model.parameters())
@@ -138,6 +138,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-test", type=int, default=2000)
     p.add_argument("--round-check", action="store_true", help="also run one ibau round with restarts (minutes)")
+    p.add_argument("--restarts", type=int, default=RANDOM_STARTS,
+                   help="restarts of that round (its starts are the table's first ones, same seed)")
     a = p.parse_args()
     run, device = load_run(a.run), get_device()
     meta = run.meta
@@ -184,7 +186,7 @@ def main() -> None:
     if a.round_check:
         test = bundle.test_part()
         xs, ys = first_batch(test, a.n_test, device), test.y[:a.n_test].to(device)
-        round_check(model, batches, xc, xt, xs, ys, target, a.seed)
+        round_check(model, batches, xc, xt, xs, ys, target, a.seed, a.restarts)
 
 
 if __name__ == "__main__":
