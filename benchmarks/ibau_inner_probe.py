@@ -86,13 +86,13 @@ def random_starts(model: nn.Module, batches: list[tuple[Tensor, Tensor]], xc: Te
     method = IBAU(IBAU.Config(clamp=True, init_scale=INIT_SCALE))
     gen = torch.Generator().manual_seed(seed)
     shape = (1,) + tuple(xc.shape[1:])
+    labelled = method.pseudo_labelled(model, batches)
     print(f"| start (uniform in ±{INIT_SCALE}, clamp) | inner objective | delta norm | to target % | "
           f"cos(delta, trigger) |")
     print("|---|---|---|---|---|")
     for i in range(RANDOM_STARTS):
-        start = (torch.rand(shape, generator=gen) * 2 - 1) * INIT_SCALE
-        delta = method.inner_pass(model, batches, start.to(xc.device))
-        value = method.inner_objective(model, batches, delta)
+        delta = method.inner_pass(model, labelled, method.random_start(shape, gen).to(xc.device))
+        value = method.inner_objective(model, labelled, delta)
         with torch.no_grad():
             hit = 100 * float((model((xc + delta).clamp(0, 1)).argmax(1) == target).float().mean())
         cos = float(delta.flatten() @ effect.flatten() / (delta.norm() * effect.norm() + 1e-12))

@@ -150,14 +150,23 @@ class IBAU(Method):
         x = x + delta
         return x.clamp(0.0, 1.0) if self.config.clamp else x
 
-    def inner_pass(self, model: nn.Module, batches: list[tuple[Tensor, Tensor]], start: Tensor) -> Tensor:
-        """One SGD pass from `start` maximising the loss against the model's own predictions."""
+    @staticmethod
+    @torch.no_grad()
+    def pseudo_labelled(model: nn.Module, batches: list[tuple[Tensor, Tensor]]) -> list[tuple[Tensor, Tensor]]:
+        """The clean batches with the model's own predictions y_hat, the inner problem's labels (the model is
+        fixed during the inner max, so they are computed once per round, not once per pass)."""
+        return [(x, model(x).argmax(1)) for x, _ in batches]
+
+    def random_start(self, shape: tuple[int, ...], gen: torch.Generator | None) -> Tensor:
+        """A start drawn uniformly in [-init_scale, init_scale] (on the CPU generator, so runs reproduce)."""
+        return (torch.rand(shape, generator=gen) * 2 - 1) * self.config.init_scale
+
+    def inner_pass(self, model: nn.Module, labelled: list[tuple[Tensor, Tensor]], start: Tensor) -> Tensor:
+        """One SGD pass from `start` maximising the loss against the model's own predictions (`labelled`)."""
         c = self.config
         delta = start.clone().requires_grad_(True)
         opt = torch.optim.SGD([delta], lr=c.inner_lr)
-        for x, _ in batches:
-            with torch.no_grad():
-                y_hat = model(x).argmax(1)
+        for x, y_hat in labelled:
             loss = -F.cross_entropy(model(self._perturbed(x, delta)), y_hat) + c.reg * delta.pow(2).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -168,14 +177,11 @@ class IBAU(Method):
         return delta
 
     @torch.no_grad()
-    def inner_objective(self, model: nn.Module, batches: list[tuple[Tensor, Tensor]], delta: Tensor) -> float:
+    def inner_objective(self, model: nn.Module, labelled: list[tuple[Tensor, Tensor]], delta: Tensor) -> float:
         """The inner problem's value at `delta` over the clean set: mean CE against y_hat minus the penalty."""
-        total, n = 0.0, 0
-        for x, _ in batches:
-            y_hat = model(x).argmax(1)
-            total += float(F.cross_entropy(model(self._perturbed(x, delta)), y_hat, reduction="sum"))
-            n += len(x)
-        return total / n - self.config.reg * float(delta.pow(2).sum())
+        total = sum(float(F.cross_entropy(model(self._perturbed(x, delta)), y_hat, reduction="sum"))
+                    for x, y_hat in labelled)
+        return total / sum(len(y) for _, y in labelled) - self.config.reg * float(delta.pow(2).sum())
 
     def inner_max(self, model: nn.Module, batches: list[tuple[Tensor, Tensor]],
                   gen: torch.Generator | None = None) -> Tensor:
@@ -188,15 +194,15 @@ class IBAU(Method):
         computed on the clean set) picks it, as in PGD with restarts (Madry et al. 2018).
         """
         c = self.config
+        labelled = self.pseudo_labelled(model, batches)
         shape = (1,) + tuple(batches[0][0].shape[1:])
         device = batches[0][0].device
         if c.init_scale == 0:
-            return self.inner_pass(model, batches, torch.zeros(shape, device=device))
+            return self.inner_pass(model, labelled, torch.zeros(shape, device=device))
         best, best_value = None, -math.inf
         for _ in range(c.restarts):
-            start = (torch.rand(shape, generator=gen) * 2 - 1) * c.init_scale
-            delta = self.inner_pass(model, batches, start.to(device))
-            value = self.inner_objective(model, batches, delta) if c.restarts > 1 else 0.0
+            delta = self.inner_pass(model, labelled, self.random_start(shape, gen).to(device))
+            value = self.inner_objective(model, labelled, delta) if c.restarts > 1 else 0.0
             if value > best_value:
                 best, best_value = delta, value
         return best
