@@ -16,20 +16,25 @@ import json
 from pathlib import Path
 
 from unlearnkit.bench import run_suite
-from unlearnkit.bench.runner import cached_original, default_cache, mean_std
+from unlearnkit.bench.runner import cached_original, default_cache, mean_std, original_path
 from unlearnkit.cli import _kv
 
 
-def attack_cost(out: Path, cache: Path) -> str:
-    """Markdown table of each attack's ASR and clean-accuracy cost against a clean model (same recipe, seed)."""
+def attack_cost(out: Path, cache: Path, reuse_only: bool = False) -> str:
+    """Markdown table of each attack's ASR and clean-accuracy cost against a clean model (same recipe, seed);
+    with `reuse_only`, a clean model that is not in the cache is not trained (its seed is left out)."""
     res = json.loads((out / "results.json").read_text())
     head = res["header"]
-    seeds = sorted({r["seed"] for r in res["records"]})
-    clean = {s: json.loads((cached_original(cache, head["data"], head["arch"], head["train"], s)
-                            / "metrics.json").read_text())["test_acc"] for s in seeds}
+    find = original_path if reuse_only else cached_original
+    clean = {}
+    for s in sorted({r["seed"] for r in res["records"]}):
+        path = find(cache, head["data"], head["arch"], head["train"], s) / "metrics.json"
+        if path.is_file():
+            clean[s] = json.loads(path.read_text())["test_acc"]
+    seeds = sorted(clean)
     lines = ["| attack | ASR | clean acc. | clean model acc. | cost (points) |", "|---|---|---|---|---|"]
     for sc in [s["name"] for s in head["scenarios"]]:
-        firsts = {r["seed"]: r["metrics"] for r in res["records"] if r["scenario"] == sc}
+        firsts = {r["seed"]: r["metrics"] for r in res["records"] if r["scenario"] == sc and r["seed"] in clean}
         asr = [m["original.asr"] for m in firsts.values()]
         acc = [m["original.clean_acc"] for m in firsts.values()]
         ref = [clean[s] for s in firsts]
@@ -45,11 +50,19 @@ def main() -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="settings")
+    p.add_argument("--only-seeds", default=None, metavar="S[,S...]",
+                   help="run only these seeds (e.g. one process per seed on a GPU; a last run over --seeds merges)")
+    p.add_argument("--reuse-only", action="store_true",
+                   help="run nothing: tabulate the rows earlier invocations into --out finished (each row's seed "
+                        "count is shown when some are missing)")
+    p.add_argument("--machine", default=None, help="with --reuse-only: where the rows were run (default: here)")
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args()
     settings = _kv(a.settings)
-    out = run_suite("backdoor", a.out, seeds=a.seeds, settings=settings, overwrite=a.overwrite)
-    cost = attack_cost(out, Path(settings["cache"]) if "cache" in settings else default_cache())
+    only = [int(s) for s in a.only_seeds.split(",")] if a.only_seeds else None
+    out = run_suite("backdoor", a.out, seeds=a.seeds, settings=settings, overwrite=a.overwrite, only_seeds=only,
+                    reuse_only=a.reuse_only, machine=a.machine)
+    cost = attack_cost(out, Path(settings["cache"]) if "cache" in settings else default_cache(), a.reuse_only)
     (out / "attack_cost.md").write_text(cost)
     print((out / "table.md").read_text())
     print(cost)

@@ -27,10 +27,11 @@ def section(path: Path) -> str:
 
 
 def replace(doc: str, name: str, body: str) -> str:
-    pat = re.compile(rf"(<!-- bench:{re.escape(name)} -->\n).*?(\n<!-- /bench:{re.escape(name)} -->)", re.S)
+    # the body between the markers may be empty (a new section placed by hand before its first run)
+    pat = re.compile(rf"(<!-- bench:{re.escape(name)} -->\n)(?:.*?\n)?(<!-- /bench:{re.escape(name)} -->)", re.S)
     if not pat.search(doc):
         return doc.rstrip() + f"\n\n<!-- bench:{name} -->\n{body}\n<!-- /bench:{name} -->\n"
-    return pat.sub(lambda m: m.group(1) + body + m.group(2), doc)
+    return pat.sub(lambda m: m.group(1) + body + "\n" + m.group(2), doc)
 
 
 def main(args: list[str]) -> None:

@@ -52,3 +52,25 @@ def test_table_names_the_command_that_made_it(monkeypatch):
     assert runner._command() == "python benchmarks/bench_unlearning.py --suites class --set 'a=b c'"
     monkeypatch.setattr(runner.sys, "argv", ["/usr/bin/unlearnkit", "bench", "class"])
     assert runner._command() == "unlearnkit bench class"
+
+
+def test_one_process_per_seed_then_a_read_back_table(tmp_path):
+    """`only_seeds` runs one seed (as one of several processes on a GPU would); `reuse_only` trains and runs
+    nothing, tabulates what finished, and says which rows lack seeds instead of running them."""
+    train = {"epochs": 1, "batch_size": 64, "arch_kwargs": {"hidden": 16}}
+    suite = Suite(name="t", data="digits", arch="mlp", train=train,
+                  scenarios=[Scenario("class-1", {"forget_class": "1"})], rows=[Row("finetune", {"epochs": 1})])
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    run(suite, out, seeds=3, cache=cache, command="test", only_seeds=[1])
+    assert sorted(p.name for p in (out / "runs" / "class-1" / "finetune").iterdir()) == ["seed1"]
+    assert [p.name[-3:] for p in cache.iterdir() if "retrain" not in p.name] == ["-s1"]
+    cached = sorted(p.name for p in cache.iterdir())
+    run(suite, out, seeds=2, cache=cache, command="merge", reuse_only=True, machine="elsewhere")
+    assert sorted(p.name for p in cache.iterdir()) == cached  # seed 0 was neither trained nor run
+    assert not (out / "runs" / "class-1" / "finetune" / "seed0").exists()
+    res = json.loads((out / "results.json").read_text())
+    assert {(r["row"], r["seed"]) for r in res["records"]} == {("retrain", 1), ("finetune", 1)}
+    assert res["header"]["machine"] == "elsewhere" and res["header"]["missing_rows"] == 1
+    table = (out / "table.md").read_text()
+    assert "| method | seeds | UA |" in table and "| finetune | 1 |" in table
+    assert "1 method run(s) of the 2 seed(s) had not finished" in table and "Machine: elsewhere" in table

@@ -16,7 +16,8 @@ register_suite = SUITES.register
 
 
 def run_suite(name: str, out: str | Path, seeds: int = 3, settings: dict | None = None,
-              overwrite: bool = False) -> Path:
+              overwrite: bool = False, only_seeds: list[int] | None = None, reuse_only: bool = False,
+              machine: str | None = None) -> Path:
     """Build suite `name` from `settings` (quick=, data=, arch=, epochs=, methods=, cache=, ...) and run it."""
     from .runner import COMMON_SETTINGS, apply_common_settings, run
 
@@ -24,4 +25,5 @@ def run_suite(name: str, out: str | Path, seeds: int = 3, settings: dict | None 
     cache = settings.get("cache")
     suite = SUITES.get(name)({k: v for k, v in settings.items() if k not in COMMON_SETTINGS})
     suite = apply_common_settings(suite, {k: v for k, v in settings.items() if k in COMMON_SETTINGS})
-    return run(suite, Path(out), seeds=seeds, cache=Path(cache) if cache else None, overwrite=overwrite)
+    return run(suite, Path(out), seeds=seeds, cache=Path(cache) if cache else None, overwrite=overwrite,
+               only_seeds=only_seeds, reuse_only=reuse_only, machine=machine)

@@ -170,11 +170,16 @@ def cached_original(cache: Path, data: str, arch: str, train: dict, seed: int) -
     return path
 
 
+def reference_path(original: Path, request: dict) -> Path:
+    """Where the cached reference of `original` for this forget request lives (beside the original)."""
+    return original.parent / f"{original.name}-retrain-{_hash(request)}"
+
+
 def cached_reference(cache: Path, original: Path, request: dict, seed: int) -> Path:
     """Retrain (once) the reference without the forget set of `request`; reuse it afterwards."""
     from ..pipeline import forget
 
-    path = cache / f"{original.name}-retrain-{_hash(request)}"
+    path = reference_path(original, request)
     if not (path / "metrics.json").is_file():
         say(f"bench: retraining reference {path.name}")
         forget(original, "retrain", path, seed=seed, overwrite=path.exists(), resume=True, **request)
@@ -200,22 +205,41 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def run(suite: Suite, out: Path, seeds: int = 3, cache: Path | None = None, overwrite: bool = False,
-        command: str | None = None) -> Path:
-    """Run `suite` and write its results under `out` (finished rows are reused when re-run into the same out)."""
+        command: str | None = None, only_seeds: list[int] | None = None, reuse_only: bool = False,
+        machine: str | None = None) -> Path:
+    """Run `suite` and write its results under `out` (finished rows are reused when re-run into the same out).
+
+    `only_seeds` runs those seeds instead of 0..seeds-1: several processes, one per seed (or per scenario with
+    `scenarios=`), can then share one GPU and one `out`, and a last invocation over every seed reads their rows
+    back into one table. `reuse_only` makes that last invocation train and run nothing: rows (and originals)
+    that no earlier invocation finished are left out of the table, which then gives each row's seed count.
+    `machine` names where the rows were run when they are read back elsewhere (default: this machine)."""
     from ..pipeline import forget
 
     if seeds < 1:
         raise UserError(f"--seeds {seeds} must be at least 1")
+    if only_seeds is not None and (not only_seeds or min(only_seeds) < 0):
+        raise UserError(f"--only-seeds {only_seeds} must name seeds >= 0, e.g. --only-seeds 1,2")
     if out.exists() and not out.is_dir():
         raise UserError(f"output {out} exists and is not a directory: choose another --out")
     cache = Path(cache) if cache else default_cache()
     records: list[dict] = []
     reused = 0
     t_start = time.perf_counter()
-    for seed in range(seeds):
+    seed_list = list(only_seeds) if only_seeds is not None else list(range(seeds))
+    missing = 0
+    for seed in seed_list:
         for sc in suite.scenarios:
-            original = cached_original(cache, suite.data, suite.arch, {**suite.train, **sc.train}, seed)
-            reference = cached_reference(cache, original, sc.request, seed) if sc.reference else None
+            recipe = {**suite.train, **sc.train}
+            if reuse_only:
+                original = original_path(cache, suite.data, suite.arch, recipe, seed)
+                reference = reference_path(original, sc.request) if sc.reference else None
+                if not all((p / "metrics.json").is_file() for p in (original, reference) if p is not None):
+                    missing += len(suite.rows)
+                    continue
+            else:
+                original = cached_original(cache, suite.data, suite.arch, recipe, seed)
+                reference = cached_reference(cache, original, sc.request, seed) if sc.reference else None
             ref_metrics = json.loads((reference / "metrics.json").read_text()) if reference is not None else None
             if reference is not None and suite.reference_row:
                 records.append(_record(suite, sc, suite.reference_row, "retrain", seed, ref_metrics, reference))
@@ -225,6 +249,9 @@ def run(suite: Suite, out: Path, seeds: int = 3, cache: Path | None = None, over
                 d = out / "runs" / sc.name / row.name.replace(" ", "_").replace("/", "_") / f"seed{seed}"
                 if not overwrite and (d / "metrics.json").is_file():
                     reused += 1
+                elif reuse_only:
+                    missing += 1
+                    continue
                 else:
                     say(f"bench {suite.name}: {sc.name} / {row.name} / seed {seed}")
                     settings = {**row.settings, **prepared(row, original, seed, cache)}
@@ -234,7 +261,8 @@ def run(suite: Suite, out: Path, seeds: int = 3, cache: Path | None = None, over
                 rows.append(_record(suite, sc, row.name, row.method, seed, m, d))
                 original_metrics = original_metrics or m.get("original")
             records += _original_record(suite, sc, seed, original_metrics, ref_metrics, original) + rows
-    return write_results(suite, out, records, seeds, command or _command(), time.perf_counter() - t_start, reused)
+    return write_results(suite, out, records, len(seed_list), command or _command(), time.perf_counter() - t_start,
+                         reused, machine=machine, missing=missing)
 
 
 def prepared(row: Row, original: Path, seed: int, cache: Path) -> dict[str, Any]:
@@ -292,14 +320,18 @@ def summarise(suite: Suite, records: list[dict]) -> list[dict]:
     return out
 
 
-def markdown_table(suite: Suite, summary: list[dict]) -> str:
+def markdown_table(suite: Suite, summary: list[dict], seeds: int | None = None) -> str:
+    """One line per (scenario, row); a `seeds` column only when some row has fewer seeds than `seeds`."""
     labels = [c.label for c in suite.columns]
     multi = len({s["scenario"] for s in summary}) > 1
-    head = (["scenario"] if multi else []) + ["method"] + labels
+    counts = seeds is not None and any(s["seeds"] < seeds for s in summary)
+    head = (["scenario"] if multi else []) + ["method"] + (["seeds"] if counts else []) + labels
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in summary:
         cells = [s["scenario"]] if multi else []
         cells.append(s["row"])
+        if counts:
+            cells.append(str(s["seeds"]))
         for lab in labels:
             if lab not in s:
                 cells.append("")
@@ -312,12 +344,13 @@ def markdown_table(suite: Suite, summary: list[dict]) -> str:
 
 
 def write_results(suite: Suite, out: Path, records: list[dict], seeds: int, command: str, seconds: float,
-                  reused: int = 0) -> Path:
+                  reused: int = 0, machine: str | None = None, missing: int = 0) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(suite, records)
+    machine = machine or machine_description()
     header = {"suite": suite.name, "data": suite.data, "arch": suite.arch, "train": suite.train, "seeds": seeds,
               "scenarios": [asdict(s) for s in suite.scenarios],
-              "rows": [asdict(r) for r in suite.rows], "machine": machine_description(), "command": command,
+              "rows": [asdict(r) for r in suite.rows], "machine": machine, "command": command, "missing_rows": missing,
               "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "wall_seconds": round(seconds, 1)}
     _atomic(out / "results.json", json.dumps({"header": header, "records": records,
@@ -335,9 +368,12 @@ def write_results(suite: Suite, out: Path, records: list[dict], seeds: int, comm
     md = (f"### Suite `{suite.name}`: {suite.data}, {suite.arch}, mean ± std over {seeds} seed(s)\n\n"
           f"{suite.notes}\n\n" if suite.notes else
           f"### Suite `{suite.name}`: {suite.data}, {suite.arch}, mean ± std over {seeds} seed(s)\n\n")
-    md += markdown_table(suite, summary)
+    md += markdown_table(suite, summary, seeds)
     md += (f"\n\nCommand: `{command}`  \nMachine: {header['machine']}  \nDate: {header['date']}; "
            f"this invocation took {seconds / 60:.1f} min ({_reuse_note(suite, records, reused)}).\n")
+    if missing:
+        md += (f"{missing} method run(s) of the {seeds} seed(s) had not finished in any earlier invocation and are "
+               f"left out: the `seeds` column gives each row's count.\n")
     _atomic(out / "table.md", md)
     return out
 

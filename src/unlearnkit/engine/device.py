@@ -27,6 +27,14 @@ def get_device() -> torch.device:
     return _state().device
 
 
+def device_name() -> str:
+    """What the runs of this process ran on, for logs: e.g. 'cuda (NVIDIA H100 80GB HBM3)' or 'cpu'."""
+    device = get_device()
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
 def is_main_process() -> bool:
     """True on rank 0 (the only process that writes files)."""
     return _state().is_main_process

@@ -145,13 +145,15 @@ def render(start: int, meta: dict, metrics: dict, wall_seconds: float) -> str:
     """The text of `log.txt`: command, machine, log lines, timings, summary and full configuration."""
     from .. import __version__
     from ..report.text import summary_table
+    from .device import device_name
     from .distributed import world_size
 
     cmd = shlex.join(_COMMAND) if _COMMAND else f"(Python API) {shlex.join(sys.argv)}"
     when = datetime.now(timezone.utc).isoformat(timespec="seconds")
     lines = [f"unlearnkit {__version__}: {meta.get('kind', 'run')} run finished {when}",
              f"command: {cmd}",
-             f"machine: {platform.platform()}, python {platform.python_version()}, processes {world_size()}",
+             f"machine: {platform.platform()}, python {platform.python_version()}, device {device_name()}, "
+             f"processes {world_size()}",
              "", "== log", *lines_since(start), "", "== timings",
              f"wall time of this command: {wall_seconds:.1f}s"]
     for key, label in (("seconds", "training / unlearning"), ("parent_seconds", "training of the input run")):
