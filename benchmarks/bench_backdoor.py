@@ -17,7 +17,7 @@ from pathlib import Path
 
 from unlearnkit.bench import run_suite
 from unlearnkit.bench.runner import cached_original, default_cache, mean_std, original_path
-from unlearnkit.cli import _kv
+from unlearnkit.cli import _kv, add_parallel_bench_args
 
 
 def attack_cost(out: Path, cache: Path, reuse_only: bool = False) -> str:
@@ -50,17 +50,11 @@ def main() -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="settings")
-    p.add_argument("--only-seeds", default=None, metavar="S[,S...]",
-                   help="run only these seeds (e.g. one process per seed on a GPU; a last run over --seeds merges)")
-    p.add_argument("--reuse-only", action="store_true",
-                   help="run nothing: tabulate the rows earlier invocations into --out finished (each row's seed "
-                        "count is shown when some are missing)")
-    p.add_argument("--machine", default=None, help="with --reuse-only: where the rows were run (default: here)")
+    add_parallel_bench_args(p)
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args()
     settings = _kv(a.settings)
-    only = [int(s) for s in a.only_seeds.split(",")] if a.only_seeds else None
-    out = run_suite("backdoor", a.out, seeds=a.seeds, settings=settings, overwrite=a.overwrite, only_seeds=only,
+    out = run_suite("backdoor", a.out, seeds=a.seeds, settings=settings, overwrite=a.overwrite, only_seeds=a.only_seeds,
                     reuse_only=a.reuse_only, machine=a.machine)
     cost = attack_cost(out, Path(settings["cache"]) if "cache" in settings else default_cache(), a.reuse_only)
     (out / "attack_cost.md").write_text(cost)

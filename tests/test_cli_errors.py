@@ -105,3 +105,9 @@ def test_usage_errors_are_one_line(capsys, tmp_path):
 def test_bad_set_value(capsys, digits_run, tmp_path):
     run_bad(capsys, _forget(digits_run, tmp_path / "o", "--forget-class", "1", "--set", "epochs=lots"), "epochs")
     run_bad(capsys, _forget(digits_run, tmp_path / "o", "--forget-class", "1", "--set", "warp=9"), "no setting")
+
+
+def test_bench_only_seeds_must_be_seeds(capsys, tmp_path):
+    run_bad(capsys, ["bench", "class", "--out", str(tmp_path / "b"), "--only-seeds", "one,2"],
+            "'one,2' is not a list of seeds", "--only-seeds 1,2")
+    assert not (tmp_path / "b").exists()

@@ -199,8 +199,30 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True)
     b.add_argument("--seeds", type=int, default=3)
     b.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="settings")
+    add_parallel_bench_args(b)
     _common(b)
     return p
+
+
+def seed_list(text: str) -> list[int]:
+    """`--only-seeds 1,2` as a list of seeds (an argparse type: a bad value is a usage error, exit 2)."""
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of seeds: write e.g. --only-seeds 1,2")
+    return seeds
+
+
+def add_parallel_bench_args(p: argparse.ArgumentParser) -> None:
+    """Flags that split a suite over processes (one per seed on a GPU, say) and read their rows back."""
+    p.add_argument("--only-seeds", type=seed_list, default=None, metavar="S[,S...]",
+                   help="run only these seeds (e.g. one process per seed; a last run over --seeds reads them back)")
+    p.add_argument("--reuse-only", action="store_true",
+                   help="run nothing: tabulate the rows that earlier invocations into --out finished (each row's "
+                        "seed count is shown when some are missing)")
+    p.add_argument("--machine", default=None, help="with --reuse-only: where the rows were run (default: here)")
 
 
 @command("demo")
@@ -338,7 +360,8 @@ def _hyperforget(a: argparse.Namespace) -> int:
 def _bench(a: argparse.Namespace) -> int:
     from .bench import run_suite
 
-    out = run_suite(a.suite, a.out, seeds=a.seeds, settings=_kv(a.settings), overwrite=a.overwrite)
+    out = run_suite(a.suite, a.out, seeds=a.seeds, settings=_kv(a.settings), overwrite=a.overwrite,
+                    only_seeds=a.only_seeds, reuse_only=a.reuse_only, machine=a.machine)
     print((out / "table.md").read_text())
     return 0
 
