@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The backdoor benchmark as parallel processes sharing one GPU: one process per (attack, seed), plus one per seed
 # training the clean model that attack_cost.md compares with; then one last invocation over every seed and
-# attack reads all their rows back into one table (nothing is re-run when every row finished).
+# attack reads all their rows back into one table (`--reuse-only`: it runs nothing, so rows that did not finish,
+# e.g. when a time limit stopped their process, are left out and counted in the table instead of run here).
 #
 #   bash benchmarks/bench_backdoor_parallel.sh OUT CACHE "0 1 2" "badnets blend sig wanet trojan l0-inv l2-inv" [EXTRA --set ARGS]
 #
@@ -15,12 +16,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$out/logs"
 pids=()
 for s in $seeds; do
-  python - "$cache" "$s" >"$out/logs/clean-s$s.log" 2>&1 <<'PY' &
-import sys
-from pathlib import Path
-from unlearnkit.bench.runner import FASHION_MNIST_RESNET18, cached_original
-cached_original(Path(sys.argv[1]), "fashion-mnist", "resnet18", dict(FASHION_MNIST_RESNET18), int(sys.argv[2]))
-PY
+  python "$here/bench_backdoor.py" --out "$out" --clean-only --only-seeds "$s" --set cache="$cache" "${extra[@]}" \
+    >"$out/logs/clean-s$s.log" 2>&1 &
   pids+=($!)
   for a in $attacks; do
     python "$here/bench_backdoor.py" --out "$out" --only-seeds "$s" \
@@ -32,5 +29,6 @@ status=0
 for p in "${pids[@]}"; do wait "$p" || status=1; done
 n=$(echo $seeds | wc -w)
 scen=$(echo $attacks | tr ' ' ',')
-python "$here/bench_backdoor.py" --out "$out" --seeds "$n" --set cache="$cache" scenarios="$scen" "${extra[@]}"
+python "$here/bench_backdoor.py" --out "$out" --seeds "$n" --reuse-only --set cache="$cache" scenarios="$scen" \
+  "${extra[@]}"
 exit $status

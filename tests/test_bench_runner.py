@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 from unlearnkit.bench.runner import Row, Scenario, Suite, mean_std, run
 
@@ -74,3 +81,23 @@ def test_one_process_per_seed_then_a_read_back_table(tmp_path):
     table = (out / "table.md").read_text()
     assert "| method | seeds | UA |" in table and "| finetune | 1 |" in table
     assert "1 method run(s) of the 2 seed(s) had not finished" in table and "Machine: elsewhere" in table
+
+
+def test_parallel_backdoor_script_reads_every_process_back(tmp_path):
+    """benchmarks/bench_backdoor_parallel.sh: a process per (attack, seed) and a clean model per seed, then one
+    table; a row that did not finish would be counted, never run by the read-back (here all finish)."""
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("no bash")
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_backdoor_parallel.sh"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    proc = subprocess.run([bash, str(script), str(out), str(cache), "0", "badnets", "quick=true", "clean=72",
+                           "small=40", "methods=finetune"], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    res = json.loads((out / "results.json").read_text())
+    assert {(r["scenario"], r["row"], r["seed"]) for r in res["records"]} == {("badnets", "finetune", 0)}
+    assert res["header"]["missing_rows"] == 0 and "--reuse-only" in res["header"]["command"]
+    cost = (out / "attack_cost.md").read_text()
+    assert "| badnets |" in cost and "digits / cnn-small, 1 seed(s)" in cost
+    assert sorted(p.name for p in (out / "logs").iterdir()) == ["badnets-s0.log", "clean-s0.log"]
