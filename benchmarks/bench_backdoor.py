@@ -15,15 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
-from unlearnkit.bench import SUITES, run_suite
-from unlearnkit.bench.runner import (
-    COMMON_SETTINGS,
-    apply_common_settings,
-    cached_original,
-    default_cache,
-    mean_std,
-    original_path,
-)
+from unlearnkit.bench import build_suite, run_suite
+from unlearnkit.bench.runner import cached_original, default_cache, mean_std, original_path
 from unlearnkit.cli import _kv, add_parallel_bench_args
 
 
@@ -52,11 +45,9 @@ def attack_cost(out: Path, cache: Path, reuse_only: bool = False) -> str:
             + "\n".join(lines) + "\n")
 
 
-def train_clean(settings: dict, seeds: list[int]) -> None:
+def train_clean(settings: dict, cache: Path, seeds: list[int]) -> None:
     """The clean models of the suite's recipe (data, arch and training as `settings` make them), one per seed."""
-    suite = SUITES.get("backdoor")({k: v for k, v in settings.items() if k not in COMMON_SETTINGS})
-    suite = apply_common_settings(suite, {k: v for k, v in settings.items() if k in COMMON_SETTINGS})
-    cache = Path(settings["cache"]) if "cache" in settings else default_cache()
+    suite = build_suite("backdoor", settings)
     for seed in seeds:
         cached_original(cache, suite.data, suite.arch, suite.train, seed)
 
@@ -72,12 +63,13 @@ def main() -> None:
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args()
     settings = _kv(a.settings)
+    cache = Path(settings["cache"]) if "cache" in settings else default_cache()
     if a.clean_only:
-        train_clean(settings, a.only_seeds or list(range(a.seeds)))
+        train_clean(settings, cache, a.only_seeds or list(range(a.seeds)))
         return
     out = run_suite("backdoor", a.out, seeds=a.seeds, settings=settings, overwrite=a.overwrite, only_seeds=a.only_seeds,
                     reuse_only=a.reuse_only, machine=a.machine)
-    cost = attack_cost(out, Path(settings["cache"]) if "cache" in settings else default_cache(), a.reuse_only)
+    cost = attack_cost(out, cache, a.reuse_only)
     (out / "attack_cost.md").write_text(cost)
     print((out / "table.md").read_text())
     print(cost)

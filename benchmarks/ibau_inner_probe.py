@@ -61,14 +61,22 @@ def pgd_delta(model: nn.Module, batches: list[tuple[Tensor, Tensor]], radius: fl
     return delta.detach()
 
 
+@torch.no_grad()
+def percent(model: nn.Module, x: Tensor, label: Tensor | int) -> float:
+    """Share (%) of `x` that the model labels `label` (the target, or each image's own label)."""
+    return 100 * float((model(x).argmax(1) == label).float().mean())
+
+
+def cosine(a: Tensor, b: Tensor) -> float:
+    return float(a.flatten() @ b.flatten() / (a.norm() * b.norm() + 1e-12))
+
+
 def trigger_response(model: nn.Module, xc: Tensor, effect: Tensor, target: int) -> None:
     """Share sent to the target by x + alpha * trigger effect; where the gradient at delta = 0 points."""
     mask = effect.abs() > 0
     print("| alpha (share of the trigger's effect added) | " + " | ".join(str(a) for a in ALPHAS) + " |")
     print("|---" * (len(ALPHAS) + 1) + "|")
-    with torch.no_grad():
-        shares = [100 * float((model((xc + a * effect).clamp(0, 1)).argmax(1) == target).float().mean())
-                  for a in ALPHAS]
+    shares = [percent(model, (xc + a * effect).clamp(0, 1), target) for a in ALPHAS]
     print("| to target % | " + " | ".join(f"{v:.1f}" for v in shares) + " |")
     x = xc.clone().requires_grad_(True)
     with torch.no_grad():
@@ -93,10 +101,8 @@ def random_starts(model: nn.Module, batches: list[tuple[Tensor, Tensor]], xc: Te
     for i in range(RANDOM_STARTS):
         delta = method.inner_pass(model, labelled, method.random_start(shape, gen).to(xc.device))
         value = method.inner_objective(model, labelled, delta)
-        with torch.no_grad():
-            hit = 100 * float((model((xc + delta).clamp(0, 1)).argmax(1) == target).float().mean())
-        cos = float(delta.flatten() @ effect.flatten() / (delta.norm() * effect.norm() + 1e-12))
-        print(f"| {i} | {value:.1f} | {float(delta.norm()):.1f} | {hit:.1f} | {cos:.3f} |")
+        hit = percent(model, (xc + delta).clamp(0, 1), target)
+        print(f"| {i} | {value:.1f} | {float(delta.norm()):.1f} | {hit:.1f} | {cosine(delta, effect):.3f} |")
 
 
 def round_check(model: nn.Module, batches: list[tuple[Tensor, Tensor]], xc: Tensor, xt: Tensor, test: Tensor,
@@ -112,10 +118,8 @@ def round_check(model: nn.Module, batches: list[tuple[Tensor, Tensor]], xc: Tens
     delta = method.inner_max(model, batches, gen)
 
     def line(when: str) -> str:
-        with torch.no_grad():
-            hit = 100 * float((model((xc + delta).clamp(0, 1)).argmax(1) == target).float().mean())
-            asr = 100 * float((model(xt).argmax(1) == target).float().mean())
-            acc = 100 * float((model(test).argmax(1) == test_y).float().mean())
+        hit = percent(model, (xc + delta).clamp(0, 1), target)
+        asr, acc = percent(model, xt, target), percent(model, test, test_y)
         return f"| {when} | {hit:.1f} | {asr:.1f} | {acc:.1f} |"
 
     print(f"\nOne `ibau` round with {settings} (delta norm {float(delta.norm()):.1f}):\n")
@@ -177,9 +181,8 @@ def main() -> None:
             xp = xc + delta
             pred = model(xp.clamp(0, 1) if clamp else xp).argmax(1)
         hist = torch.bincount(pred, minlength=bundle.num_classes).tolist()
-        cos = float(delta.flatten() @ effect.flatten() / (delta.norm() * effect.norm() + 1e-12))
         print(f"| {name} | {float(delta.norm()):.2f} | {100 * float((pred == target).float().mean()):.1f} | "
-              f"{hist} | {cos:.3f} |")
+              f"{hist} | {cosine(delta, effect):.3f} |")
     print()
     trigger_response(model, xc, effect, target)
     random_starts(model, batches, xc, effect, target, a.seed)
