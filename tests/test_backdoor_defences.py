@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -105,3 +109,23 @@ def test_backdoor_suite_declares_every_attack_and_defence():
     assert [c.label for c in suite.columns][2:] == ["clean_acc", "asr", "robust_acc", "der", "seconds"]
     with pytest.raises(UserError, match="no setting"):
         SUITES.get("backdoor")({"cleen": 3})
+
+
+@pytest.mark.parametrize("head_only", [False, True])
+def test_oracle_unlearning_script_stamps_the_runs_own_trigger(backdoored, head_only):
+    """benchmarks/oracle_unlearning.py: fine-tuning with the run's own trigger on half of the clean set must lower
+    the ASR far below plain fine-tuning (share 0) with the same recipe, whole model or final layer only; the run
+    directory is left as it was."""
+    before_files = _files(backdoored)
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "oracle_unlearning.py"
+    cmd = [sys.executable, str(script), str(backdoored), "--clean-size", "140", "--shares", "0,0.5", "--epochs", "15",
+           "--lr", "0.05"] + (["--head-only"] if head_only else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = {cells[1]: float(cells[3]) for line in proc.stdout.splitlines()
+            if len(cells := [c.strip() for c in line.split("|")]) > 4 and cells[2] == "15"}
+    assert set(rows) == {"0", "0.5"}, proc.stdout
+    assert rows["0"] > 50 and rows["0.5"] < rows["0"] - 40, proc.stdout
+    assert "final linear layer only" in proc.stdout if head_only else "every layer" in proc.stdout
+    assert _files(backdoored) == before_files
