@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import sys
 import time
 
@@ -46,8 +47,20 @@ from unlearnkit.models.registry import last_linear
 from unlearnkit.pipeline import build_task, load_run_data, parse_request
 
 
-def float_list(text: str) -> list[float]:
-    return [float(v) for v in text.split(",") if v.strip()]
+def shares(text: str) -> list[float]:
+    """`--shares 0,0.2` (an argparse type: a bad value is a usage error, exit 2)."""
+    values = [float(v) for v in text.split(",") if v.strip()]
+    if not values or not all(0 <= v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of shares in [0, 1]: write e.g. --shares 0,0.2,0.5")
+    return values
+
+
+def epoch_list(text: str) -> list[int]:
+    """`--epochs 5,10` (an argparse type: a bad value is a usage error, exit 2)."""
+    values = [int(v) for v in text.split(",") if v.strip()]
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of epoch counts >= 1: write e.g. --epochs 5,10")
+    return values
 
 
 def with_trigger(part: Part, spec: dict, share: float, device: torch.device, gen: torch.Generator) -> Part:
@@ -66,7 +79,7 @@ def fit_head(model: nn.Module, data: Part, cfg: TrainConfig, device: torch.devic
     head = last_linear(model)
     feats, _ = head_inputs(model, head, data, device)
     labels = data.y.to(device)
-    steps = -(-len(feats) // cfg.batch_size)
+    steps = math.ceil(len(feats) / cfg.batch_size)
     opt = make_optimizer(head.parameters(), cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
     sched = make_scheduler(opt, cfg.schedule, cfg.epochs * steps)
     for _ in range(cfg.epochs):
@@ -83,8 +96,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run")
     p.add_argument("--clean-run", help="a model trained without poison (same data and recipe): the ASR floor")
-    p.add_argument("--shares", type=float_list, default=[0.0, 0.01, 0.2, 0.5])
-    p.add_argument("--epochs", type=lambda t: [int(v) for v in float_list(t)], default=[5, 10])
+    p.add_argument("--shares", type=shares, default=[0.0, 0.01, 0.2, 0.5])
+    p.add_argument("--epochs", type=epoch_list, default=[5, 10])
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--clean-size", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)
@@ -93,7 +106,7 @@ def main() -> None:
     run, device = load_run(a.run), get_device()
     spec = run.meta.get("poison")
     if not spec:
-        raise SystemExit(f"{a.run} carries no poison spec: pass a run trained with `unlearnkit train --poison`")
+        raise UserError(f"{a.run} carries no poison spec: pass a run trained with `unlearnkit train --poison`")
     bundle = load_run_data(run.meta)
     task = build_task(run.meta, bundle, parse_request(run.meta, bundle, backdoor=True, seed=a.seed),
                       frozenset({"clean"}), a.seed, clean_size=a.clean_size)
@@ -129,4 +142,4 @@ if __name__ == "__main__":
         main()
     except UserError as e:  # bad input: one line and exit code 2, as the command line does
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(UserError.exit_code)
