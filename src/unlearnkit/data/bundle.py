@@ -61,6 +61,11 @@ class Part:
     def subset(self, sel: Tensor) -> Part:
         return Part(self.x[sel], self.y[sel], self.idx[sel], self.augment)
 
+    def to(self, device: torch.device | str) -> Part:
+        """The same part with its images and labels on `device` (uint8 still): on a GPU, a whole small dataset
+        fits once, so batches are sliced there instead of being copied from host memory every step."""
+        return Part(self.x.to(device), self.y.to(device), self.idx, self.augment)
+
     def batches(
         self,
         batch_size: int,
@@ -75,6 +80,7 @@ class Part:
         n = len(self)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         stop = n - n % batch_size if drop_last and n >= batch_size else n
+        order = order.to(self.x.device)
         for start in range(0, stop, batch_size):
             sel = order[start : start + batch_size]
             x = to_float(self.x[sel].to(device, non_blocking=True))

@@ -7,6 +7,7 @@ Spec strings: `digits` (scikit-learn's bundled 8x8 digits, the embedded default)
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 from collections.abc import Callable
@@ -138,10 +139,44 @@ def _nhwc(a: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).contiguous()
 
 
+# torchvision's folder of the official files, and the label order of each CIFAR (the official `batches.meta`)
+CIFAR_FILES = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
 def _load_cifar(name: str, root: Path, image_size: int | None) -> DataBundle:
-    tr, te = _tv_split(name, root, True), _tv_split(name, root, False)
-    return _bundle(name, _nhwc(tr.data), torch.tensor(tr.targets), _nhwc(te.data), torch.tensor(te.targets),
-                   list(tr.classes), "crop-flip", image_size)
+    """torchvision's official files when they are under `root`; else an image-folder copy at
+    `root/<name>/{train,test}/<class>/` (e.g. the JPEG copy of CIFAR-10); else a download (online users)."""
+    copy = root / name
+    if not (root / CIFAR_FILES[name]).is_dir() and (copy / "train").is_dir() and (copy / "test").is_dir():
+        return _cifar_from_folders(name, copy, image_size)
+    try:
+        tr, te = _tv_split(name, root, True), _tv_split(name, root, False)
+    except UserError as err:
+        raise UserError(f"dataset {name!r} is neither under {root / CIFAR_FILES[name]} (torchvision's files) nor "
+                        f"under {copy}/{{train,test}}/<class>/ (an image-folder copy), and could not be downloaded: "
+                        f"put either there or pass --data-root DIR") from err
+    bundle = _bundle(name, _nhwc(tr.data), torch.tensor(tr.targets), _nhwc(te.data), torch.tensor(te.targets),
+                     list(tr.classes), "crop-flip", image_size)
+    bundle.extra["source"] = f"torchvision files under {root / CIFAR_FILES[name]}"
+    return bundle
+
+
+def _cifar_from_folders(name: str, copy: Path, image_size: int | None) -> DataBundle:
+    """An image-folder copy of CIFAR, with CIFAR's own label order (CIFAR-10: its class names; otherwise the
+    folders' sorted names), so that a run trained on the copy and one on the official files agree on labels."""
+    from .imagefolder import load_imagefolder
+
+    folder = load_imagefolder(copy, image_size or 32)
+    classes = CIFAR10_CLASSES if name == "cifar10" else folder.classes
+    if sorted(folder.classes) != sorted(classes):
+        raise UserError(f"the folders under {copy / 'train'} are not CIFAR-10's classes ({', '.join(classes)}): "
+                        f"unpack an image-folder copy of {name} there")
+    order = torch.tensor([classes.index(c) for c in folder.classes])
+    bundle = _bundle(name, folder.x_train, order[folder.y_train], folder.x_test, order[folder.y_test], list(classes),
+                     "crop-flip", None)
+    bundle.extra["source"] = f"image-folder copy under {copy}"
+    return bundle
 
 
 @register_dataset("cifar10")
@@ -180,10 +215,32 @@ def load_gtsrb(root: Path, image_size: int | None = None) -> DataBundle:
     return _bundle("gtsrb", xtr, ytr, xte, yte, [str(i) for i in range(43)], "crop", None)
 
 
+_LOADED: dict[tuple, DataBundle] = {}  # bundles already decoded in this process (a benchmark reloads the same data)
+
+
 def load_dataset(spec: str, root: str | Path | None = None, image_size: int | None = None) -> DataBundle:
-    """Build the `DataBundle` for a dataset spec (`digits`, `fashion-mnist`, `imagefolder:PATH`, ...)."""
+    """Build the `DataBundle` for a dataset spec (`digits`, `fashion-mnist`, `imagefolder:PATH`, ...).
+
+    Named datasets are kept for the rest of the process (at most two): decoding the 60,000 JPEGs of the
+    CIFAR-10 copy takes about 20 s, and a benchmark loads the same data for every row. Their tensors are shared
+    and must be treated as read-only (poisoning and subsetting copy them). A user's `imagefolder:` is read
+    afresh each time, since its files may change between calls.
+    """
     if image_size is not None and not 4 <= image_size <= 1024:
         raise UserError(f"--image-size {image_size} is out of range: use a side between 4 and 1024 pixels")
+    if spec.startswith("imagefolder:"):
+        return _load(spec, root, image_size)
+    key = (spec, str(Path(root).expanduser().resolve()) if root else str(default_root()), image_size)
+    if key not in _LOADED:
+        bundle = _load(spec, root, image_size)
+        while len(_LOADED) >= 2:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = bundle
+    bundle = _LOADED[key]
+    return dataclasses.replace(bundle, extra=dict(bundle.extra))
+
+
+def _load(spec: str, root: str | Path | None, image_size: int | None) -> DataBundle:
     if spec.startswith("imagefolder:"):
         from .imagefolder import load_imagefolder
 

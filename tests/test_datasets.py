@@ -1,0 +1,71 @@
+"""`--data cifar10` offline: torchvision's files first, else an image-folder copy under the data root, else a
+download; a missing copy is a one-line error naming both places. Tiny fake copies, made here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from unlearnkit.data import datasets
+from unlearnkit.data.datasets import CIFAR10_CLASSES, load_dataset
+from unlearnkit.errors import UserError
+
+from .conftest import make_imagefolder
+
+
+def _cifar_copy(root: Path, per_class: int = 2, order: list[str] | None = None) -> Path:
+    names = order or CIFAR10_CLASSES
+    for split, n in (("train", per_class), ("test", 1)):
+        make_imagefolder(root / "cifar10" / split, {c: n for c in names}, size=32)
+    return root
+
+
+def test_cifar10_reads_an_image_folder_copy_with_cifar_label_order(tmp_path):
+    root = _cifar_copy(tmp_path / "data", per_class=3)
+    b = load_dataset("cifar10", root)
+    assert b.spec == "cifar10" and b.classes == CIFAR10_CLASSES
+    assert b.x_train.shape == (30, 3, 32, 32) and b.x_test.shape == (10, 3, 32, 32)
+    assert b.x_train.dtype == torch.uint8 and b.augment == "crop-flip"
+    assert torch.equal(torch.bincount(b.y_train), torch.full((10,), 3))
+    assert "image-folder copy" in b.extra["source"]
+    # the label of an image is its folder's CIFAR-10 index, e.g. 'ship' = 8
+    ship = load_dataset(f"imagefolder:{root / 'cifar10'}", None, 32)
+    assert torch.equal(b.x_train[b.y_train == 8], ship.x_train[ship.y_train == CIFAR10_CLASSES.index("ship")])
+
+
+def test_cifar10_copy_with_other_classes_is_refused(tmp_path):
+    root = tmp_path / "data"
+    for split in ("train", "test"):
+        make_imagefolder(root / "cifar10" / split, {"cat": 1, "dog": 1}, size=32)
+    with pytest.raises(UserError, match="not CIFAR-10's classes"):
+        load_dataset("cifar10", root)
+
+
+def test_missing_cifar10_names_both_places(tmp_path, monkeypatch):
+    def offline(name, root, train):
+        raise datasets._download_error(name, root, OSError("no network"))
+
+    monkeypatch.setattr(datasets, "_tv_split", offline)
+    with pytest.raises(UserError) as err:
+        load_dataset("cifar10", tmp_path / "empty")
+    msg = str(err.value)
+    assert "cifar-10-batches-py" in msg and "cifar10/{train,test}/<class>/" in msg and "\n" not in msg
+
+
+def test_named_datasets_are_decoded_once_per_process(tmp_path, monkeypatch):
+    root = _cifar_copy(tmp_path / "data")
+    first = load_dataset("cifar10", root)
+    monkeypatch.setattr(datasets, "_cifar_from_folders", lambda *a: pytest.fail("decoded twice"))
+    again = load_dataset("cifar10", root)
+    assert again.x_train is first.x_train and again.extra is not first.extra
+
+
+def test_training_precision_is_recorded_and_validated(tmp_path):
+    from unlearnkit.pipeline import train
+
+    out = train("digits", "cnn-small", tmp_path / "r", epochs=1, precision="fp32")
+    assert '"precision": "fp32"' in (out / "meta.json").read_text()
+    with pytest.raises(UserError, match="--precision"):
+        train("digits", "cnn-small", tmp_path / "bad", epochs=1, precision="fp8")
