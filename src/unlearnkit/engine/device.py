@@ -7,9 +7,11 @@ data-parallel under `torchrun` (gloo on CPU, nccl on GPU).
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache
 
 import torch
+from torch import nn
 
 
 @lru_cache(maxsize=1)
@@ -46,3 +48,24 @@ def world_size() -> int:
 
 def rank() -> int:
     return _state().process_index
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def uses_bf16(device: torch.device, precision: str) -> bool:
+    """bf16 autocast for training: `auto` means on CUDA only (the CPU stays in fp32, where bf16 is slower and
+    would change the numbers that tests and CPU benchmarks pin down)."""
+    return device.type == "cuda" and precision in ("auto", "bf16")
+
+
+def autocast(device: torch.device, precision: str) -> AbstractContextManager:
+    """The forward pass's precision context for training: bf16 autocast on CUDA, nothing elsewhere."""
+    if uses_bf16(device, precision):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def fast_layout(model: nn.Module, device: torch.device) -> nn.Module:
+    """channels_last on CUDA (tensor cores read NHWC convolutions faster); unchanged elsewhere."""
+    return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model

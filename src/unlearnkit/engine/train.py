@@ -14,6 +14,7 @@ from ..data.bundle import Part
 from ..errors import NumericalError
 from . import distributed, runlog
 from .checkpoint import fit_stage
+from .device import autocast, fast_layout
 from .progress import progress
 
 
@@ -29,6 +30,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     schedule: str = "cosine"
     augment: bool = True
+    precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 on the CPU; or "fp32" / "bf16"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,13 +64,20 @@ def check_finite(loss: Tensor, where: str, step: int) -> None:
 
 
 def fit(model: nn.Module, data: Part, cfg: TrainConfig, device: torch.device, generator: torch.Generator,
-        desc: str = "train", loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None) -> list[float]:
+        desc: str = "train", loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+        on_epoch: Callable[[nn.Module, int], bool] | None = None) -> list[float]:
     """Train `model` in place on `data` with `cfg`; return the mean loss of each epoch.
+
+    `on_epoch(model, epoch)` is called after each epoch (1-based); returning False ends training there (a
+    backdoor defence's guard stops a collapsing model this way).
 
     Under torchrun each rank trains on its slice of every global batch of `cfg.batch_size` (see
     `engine.distributed`), so the result does not depend on the number of processes.
     """
     loss_fn = loss_fn or F.cross_entropy
+    fast_layout(model, device)
+    if device.type == "cuda":
+        data = data.to(device)
     net = distributed.wrap(model, device)
     opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
     steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
@@ -81,7 +90,8 @@ def fit(model: nn.Module, data: Part, cfg: TrainConfig, device: torch.device, ge
         batches = data.batches(cfg.batch_size, device, shuffle=True, generator=generator, augment=cfg.augment)
         for x, y in progress(batches, f"{desc} epoch", steps_per_epoch):
             x, y, weight = distributed.my_share(x, y)
-            loss = loss_fn(net(x), y)
+            with autocast(device, cfg.precision):
+                loss = loss_fn(net(x).float(), y)
             check_finite(loss, desc, step)
             opt.zero_grad(set_to_none=True)
             (loss * weight if weight != 1.0 else loss).backward()
@@ -95,6 +105,8 @@ def fit(model: nn.Module, data: Part, cfg: TrainConfig, device: torch.device, ge
         runlog.epoch(desc, len(history), cfg.epochs, history[-1])
         if stage:
             stage.save(epoch + 1, step, history, model, opt, sched, generator)
+        if on_epoch is not None and not on_epoch(model, epoch + 1):
+            break
     model.eval()
     return history
 
