@@ -20,7 +20,7 @@ from PIL import Image
 from unlearnkit.cli import main
 from unlearnkit.engine.progress import set_quiet
 from unlearnkit.methods.base import METHODS
-from unlearnkit.metrics.verdict import FORGOTTEN, INCONCLUSIVE, NOT_FORGOTTEN, verdict
+from unlearnkit.metrics.verdict import DAMAGED, FORGOTTEN, INCONCLUSIVE, NOT_FORGOTTEN, format_verdict, verdict
 from unlearnkit.models.registry import Classifier
 from unlearnkit.pipeline import train
 
@@ -227,6 +227,25 @@ def test_verdict_absolute_thresholds() -> None:
     assert verdict(unseen, "random")["status"] == FORGOTTEN
     assert verdict({**unseen, "original": unseen}, "random")["status"] == INCONCLUSIVE  # nothing to tell apart
     assert verdict({"test_acc": 90.0}, None) is None
+
+
+def test_verdict_says_damaged_for_a_model_that_no_longer_classifies() -> None:
+    """Every scenario: accuracy near chance, or more than 10 points below the original's, is DAMAGED, whatever the
+    forgetting metrics say (a one-class model has ASR 0 and forget accuracy 0)."""
+    chance = {"per_class_acc": {"test": [0.0] * 9 + [100.0]}}
+    one_class = {**chance, "asr": 0.0, "clean_acc": 10.0, "test_acc": 10.0, "original": {"clean_acc": 90.0}}
+    v = verdict(one_class, "backdoor")
+    assert v["status"] == DAMAGED and v["reasons"][0].startswith("DAMAGED") and "near chance" in v["reasons"][0]
+    down = {"asr": 1.0, "clean_acc": 75.0, "original": {"clean_acc": 90.0, "asr": 99.0}}
+    assert verdict(down, "backdoor")["status"] == DAMAGED
+    assert verdict({**down, "clean_acc": 85.0}, "backdoor")["status"] == FORGOTTEN  # 5 points down: kept
+    cls = {**chance, "forget_test_acc": 0.0, "forget_acc": 0.0, "test_acc": 12.0, "original": {"test_acc": 92.0}}
+    assert verdict(cls, "class")["status"] == DAMAGED
+    ref = {"forget_acc": 0.0, "forget_test_acc": 0.0, "mia_efficacy": 100.0, "test_acc": 95.0}
+    assert verdict({**ref, "test_acc": 70.0, "reference": ref}, "class")["status"] == DAMAGED  # vs the reference
+    sample = {"forget_acc": 11.0, "test_acc": 11.0, "mia_loss_auc": 50.0, "original": {"test_acc": 90.0}}
+    assert verdict(sample, "random")["status"] == DAMAGED
+    assert format_verdict(verdict(one_class, "backdoor")).startswith("verdict: DAMAGED")
 
 
 def test_cli_says_not_forgotten_when_nothing_was_forgotten(tmp_path: Path, run: Path) -> None:

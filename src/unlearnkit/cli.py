@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int)
     t.add_argument("--lr", type=float)
     t.add_argument("--optimizer", choices=["sgd", "adam"])
+    t.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                   help="auto (default): bf16 autocast and channels_last on a GPU, fp32 on the CPU")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--data-root")
     t.add_argument("--image-size", type=int)
@@ -130,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--forget-indices", metavar="FILE")
     g.add_argument("--backdoor", action="store_true")
     f.add_argument("--clean-size", type=int)
+    f.add_argument("--no-guard", action="store_true",
+                   help="backdoor removal: train on the whole clean set and return the defence's final model, "
+                        "even if its held-out clean accuracy collapsed (the guard is on by default)")
     f.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="settings")
     r = f.add_mutually_exclusive_group()
     r.add_argument("--reference", metavar="RUN")
@@ -243,10 +248,10 @@ def _train(a: argparse.Namespace) -> int:
     from .pipeline import train
 
     out = train(a.data, a.arch, a.out, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, optimizer=a.optimizer,
-                seed=a.seed, data_root=a.data_root, image_size=a.image_size, val_fraction=a.val_fraction,
-                arch_kwargs=_kv(a.arch_kwargs), poison=a.poison, target=a.target, poison_ratio=a.poison_ratio,
-                all_to_all=a.all_to_all, poison_settings=_kv(a.poison_set), overwrite=a.overwrite,
-                resume=a.resume, tensorboard=a.tensorboard)
+                precision=a.precision, seed=a.seed, data_root=a.data_root, image_size=a.image_size,
+                val_fraction=a.val_fraction, arch_kwargs=_kv(a.arch_kwargs), poison=a.poison, target=a.target,
+                poison_ratio=a.poison_ratio, all_to_all=a.all_to_all, poison_settings=_kv(a.poison_set),
+                overwrite=a.overwrite, resume=a.resume, tensorboard=a.tensorboard)
     if not is_main():  # under torchrun rank 0 wrote the run (maybe on another node): nothing to read back here
         return 0
     m = json.loads((out / "metrics.json").read_text())
@@ -264,7 +269,8 @@ def _forget(a: argparse.Namespace) -> int:
     out = forget(a.run, a.method, a.out, forget_class=a.forget_class, forget_random=a.forget_random,
                  forget_indices=a.forget_indices, backdoor=a.backdoor, clean_size=a.clean_size,
                  settings=a.settings, reference=a.reference, retrain=a.retrain, seed=a.seed,
-                 data_root=a.data_root, overwrite=a.overwrite, resume=a.resume, tensorboard=a.tensorboard)
+                 data_root=a.data_root, overwrite=a.overwrite, resume=a.resume, tensorboard=a.tensorboard,
+                 guard=not a.no_guard)
     if not is_main():
         return 0
     m = json.loads((out / "metrics.json").read_text())

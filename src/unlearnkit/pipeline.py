@@ -18,13 +18,14 @@ from torch import nn
 from .data import DataBundle, ForgetSpec, Split, load_dataset, make_split, parse_forget_spec
 from .engine import distributed, runlog
 from .engine.checkpoint import checkpointing, file_digest, stage
-from .engine.device import get_device
+from .engine.device import PRECISIONS, get_device
 from .engine.evaluate import Predictions, compare, evaluate_model
 from .engine.progress import say
 from .engine.rundir import Run, RunWriter, load_run, versions
 from .engine.seed import seed_everything
 from .engine.train import TrainConfig, fit
 from .errors import NumericalError, UserError
+from .methods._guard import Guard, split_holdout
 from .methods.base import METHODS, EvalData, Method, UnlearnTask, config_dict, make_config
 from .metrics.verdict import verdict
 from .models import build_model
@@ -100,9 +101,10 @@ def _new_model_fn(meta: dict):
 
 def train(data: str = "digits", arch: str = "cnn-small", out: str | Path = "runs/train", *,
           epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
-          optimizer: str | None = None, seed: int = 0, data_root: str | Path | None = None,
-          image_size: int | None = None, val_fraction: float = DEFAULT_VAL_FRACTION,
-          arch_kwargs: dict[str, Any] | None = None, poison: str | None = None, target: int = 0,
+          optimizer: str | None = None, precision: str | None = None, seed: int = 0,
+          data_root: str | Path | None = None, image_size: int | None = None,
+          val_fraction: float = DEFAULT_VAL_FRACTION, arch_kwargs: dict[str, Any] | None = None,
+          poison: str | None = None, target: int = 0,
           poison_ratio: float = 0.1, all_to_all: bool = False, poison_settings: dict | None = None,
           overwrite: bool = False, resume: bool = False, tensorboard: str | Path | None = None) -> Path:
     """Train a classifier (optionally with a planted backdoor) and write a run directory.
@@ -112,7 +114,7 @@ def train(data: str = "digits", arch: str = "cnn-small", out: str | Path = "runs
     Returns the path of the run directory.
     """
     writer = RunWriter(out, overwrite, tensorboard=tensorboard)
-    cfg = _recipe(epochs, batch_size, lr, optimizer, val_fraction)
+    cfg = _recipe(epochs, batch_size, lr, optimizer, val_fraction, precision)
     bundle = load_dataset(data, data_root, image_size)
     meta: dict[str, Any] = {
         "kind": "train",
@@ -151,16 +153,19 @@ def train(data: str = "digits", arch: str = "cnn-small", out: str | Path = "runs
 
 
 def _recipe(epochs: int | None, batch_size: int | None, lr: float | None, optimizer: str | None,
-            val_fraction: float) -> TrainConfig:
+            val_fraction: float, precision: str | None = None) -> TrainConfig:
     """The training recipe from the flags (defaults for those not given), validated."""
     if not 0.0 <= val_fraction < 1.0:
         raise UserError(f"--val-fraction {val_fraction} is outside [0, 1): use e.g. 0.1")
     cfg = TrainConfig()
-    for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer}.items():
+    for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
+                 "precision": precision}.items():
         if v is not None:
             setattr(cfg, k, v)
-    if not (cfg.epochs >= 1 and cfg.batch_size >= 1 and 0 < cfg.lr < float("inf") and cfg.optimizer in ("sgd", "adam")):
-        raise UserError("--epochs and --batch-size must be >= 1, --lr > 0, --optimizer sgd or adam")
+    if not (cfg.epochs >= 1 and cfg.batch_size >= 1 and 0 < cfg.lr < float("inf") and cfg.optimizer in ("sgd", "adam")
+            and cfg.precision in PRECISIONS):
+        raise UserError(f"--epochs and --batch-size must be >= 1, --lr > 0, --optimizer sgd or adam, --precision "
+                        f"one of {', '.join(PRECISIONS)}")
     return cfg
 
 
@@ -251,7 +256,9 @@ def clean_part(bundle: DataBundle, split: Split, clean_size: int | None, seed: i
 
 
 def build_task(meta: dict, bundle: DataBundle, req: Request, needs: frozenset[str], seed: int,
-               clean_size: int | None = None) -> UnlearnTask:
+               clean_size: int | None = None, guard: bool = True) -> UnlearnTask:
+    """The task a method sees. A backdoor defence's clean set loses a held-out slice to the guard (unless
+    `guard=False` or the set is too small to spare one; see `methods/_guard.py`)."""
     s = req.split
     parts = {
         "forget": bundle.train_part(s.forget_idx) if len(s.forget_idx) else None,
@@ -259,12 +266,17 @@ def build_task(meta: dict, bundle: DataBundle, req: Request, needs: frozenset[st
         "val": bundle.train_part(s.val_idx) if len(s.val_idx) else None,
         "clean": clean_part(bundle, s, clean_size, seed) if "clean" in needs else None,
     }
+    watcher = None
+    device = get_device()
     if req.scenario == "backdoor":
         parts["forget"] = None  # the defender never knows the poisoned samples
-    return UnlearnTask(scenario=req.scenario, num_classes=bundle.num_classes, device=get_device(),
+        if guard and parts["clean"] is not None:
+            parts["clean"], holdout = split_holdout(parts["clean"], torch.Generator().manual_seed(seed + 3571))
+            watcher = Guard(holdout, device, bundle.num_classes) if holdout is not None else None
+    return UnlearnTask(scenario=req.scenario, num_classes=bundle.num_classes, device=device,
                        generator=seed_everything(seed), seed=seed, allowed=needs, forget_classes=s.forget_classes,
                        train_config=TrainConfig.from_dict(meta.get("train", {})), new_model=_new_model_fn(meta),
-                       parts={k: v for k, v in parts.items() if k in needs})
+                       parts={k: v for k, v in parts.items() if k in needs}, guard=watcher)
 
 
 @dataclass
@@ -281,8 +293,8 @@ class MethodRun:
 
 def execute_method(name: str, settings: dict | list[str] | None, model: nn.Module, meta: dict, bundle: DataBundle,
                    req: Request, seed: int, clean_size: int | None = None,
-                   stage_name: str | None = None) -> MethodRun:
-    """Run one method on a copy of `model`, timing `unlearn` alone.
+                   stage_name: str | None = None, guard: bool = True) -> MethodRun:
+    """Run one method on a copy of `model`, timing `unlearn` alone (with its guard, for backdoor defences).
 
     Inside a checkpointed command, `stage_name` names its checkpoints: its `fit` calls resume per epoch and
     a finished result is reused by `--resume` instead of being computed again.
@@ -290,7 +302,7 @@ def execute_method(name: str, settings: dict | list[str] | None, model: nn.Modul
     cls = METHODS.get(name)
     method = cls(make_config(cls, settings))
     needs = method.needs_for(req.scenario)
-    task = build_task(meta, bundle, req, needs, seed, clean_size)
+    task = build_task(meta, bundle, req, needs, seed, clean_size, guard)
     work = copy.deepcopy(model)
     with stage(stage_name or name) as sc:
         done = sc.load_result(work) if sc else None
@@ -299,7 +311,12 @@ def execute_method(name: str, settings: dict | list[str] | None, model: nn.Modul
         first_epoch = runlog.epoch_mark()
         t0 = time.perf_counter()
         try:
+            if task.guard is not None:
+                task.guard.begin(work)
             out = method.unlearn(work, task)
+            if task.guard is not None:
+                out = task.guard.settle(out)
+                task.figures["guard"] = task.guard.report()
         except NumericalError as err:
             raise err if name in str(err) else NumericalError(f"method {name!r}: {err}") from err
         seconds = time.perf_counter() - t0 + (sc.carried_seconds if sc else 0.0)
@@ -341,8 +358,12 @@ def forget(run: str | Path, method: str, out: str | Path, *, forget_class: str |
            clean_size: int | None = None, settings: dict | list[str] | None = None,
            reference: str | Path | None = None, retrain: bool = False, seed: int = 0,
            data_root: str | Path | None = None, overwrite: bool = False, resume: bool = False,
-           tensorboard: str | Path | None = None) -> Path:
+           tensorboard: str | Path | None = None, guard: bool = True) -> Path:
     """Unlearn with `method` and write a new run directory (the input run is never modified).
+
+    A backdoor defence runs guarded (`guard=True`): a tenth of its clean set is held out to measure clean
+    accuracy at each of its checkpoints, a collapsing defence stops early, and a damaged final state is
+    replaced by the last healthy one (see `methods/_guard.py`).
 
     With `retrain=True` the retrained reference is trained in the same run (written to `OUT/reference`),
     so the speed-up is a ratio of two wall times measured side by side; with `reference=RUN`, an existing
@@ -367,14 +388,17 @@ def forget(run: str | Path, method: str, out: str | Path, *, forget_class: str |
     fingerprint = {"command": "forget", "run": _digest(src.path), "method": method,
                    "settings": config_dict(make_config(cls, settings)), "scenario": req.scenario,
                    "forget": req.spec.to_dict() if req.spec else None, "clean_size": clean_size, "seed": seed,
-                   "reference": _digest(ref_run.path) if ref_run else None, "retrain": retrain}
+                   "reference": _digest(ref_run.path) if ref_run else None, "retrain": retrain, "guard": guard}
     with writer, checkpointing(writer.out, fingerprint, resume, overwrite):
         say(f"unlearning with {method} ...")
-        res = execute_method(method, settings, model, src.meta, bundle, req, seed, clean_size, stage_name="method")
+        res = execute_method(method, settings, model, src.meta, bundle, req, seed, clean_size, stage_name="method",
+                             guard=guard)
         unlearned, config, seconds, figures = res.model, res.config, res.seconds, res.figures
         metrics, p = _metrics_for(unlearned, bundle, req, src.meta, seed, seconds)
         ref_model, p_ref = None, None
         meta = _forget_meta(src, req, method, config, seed, seconds, clean_size)
+        if req.scenario == "backdoor":
+            meta["guard"] = guard
         if retrain:
             say("retraining the reference from scratch ...")
             ref_model, ref_cfg, ref_seconds, _ = run_method("retrain", None, model, src.meta, bundle, req, seed,

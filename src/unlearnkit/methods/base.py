@@ -23,6 +23,7 @@ from ..data.splits import Split
 from ..engine.train import TrainConfig, check_finite
 from ..errors import UserError
 from ..registry import Registry
+from ._guard import Guard
 
 PARTS = ("forget", "retain", "clean", "val")
 SCENARIOS = ("class", "random", "indices", "backdoor")
@@ -45,6 +46,8 @@ class UnlearnTask:
         figures: method-specific numbers and curves, stored in metrics.json under the method's name.
         artifacts: extra weights a method leaves behind (name -> state dict), written by `forget` as
             `<name>.safetensors` beside `model.safetensors` (e.g. the adversarial method's discriminator).
+        guard: for backdoor removal, held-out clean accuracy measured at the defence's checkpoints (`watch`),
+            so that a collapsing defence stops and a damaged state is never returned (see `methods/_guard.py`).
     """
 
     scenario: str
@@ -59,6 +62,12 @@ class UnlearnTask:
     parts: dict[str, Part | None] = field(default_factory=dict, repr=False)
     figures: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, dict[str, Tensor]] = field(default_factory=dict, repr=False)
+    guard: Guard | None = field(default=None, repr=False)
+
+    def watch(self, model: nn.Module, at: str) -> bool:
+        """A checkpoint of the defence (a round, an epoch, a pruning step): the guard measures held-out clean
+        accuracy and keeps the state if healthy. False means the model collapsed: stop. Always True unguarded."""
+        return self.guard is None or self.guard(model, at)
 
     def _part(self, name: str) -> Part:
         if name not in self.allowed:

@@ -1,4 +1,4 @@
-"""A verdict on a forget run: "forgotten", "not forgotten" or "inconclusive", with the reasons.
+"""A verdict on a forget run: "forgotten", "not forgotten", "inconclusive" or "damaged", with the reasons.
 
 Numbers without judgement let a user ship a model that still remembers. Each check below compares one
 metric with a threshold; the thresholds are deliberately simple so that a reader can check them by hand.
@@ -27,13 +27,19 @@ Without a reference, absolute thresholds:
 
 Between a pass and a fail threshold the verdict is "inconclusive". Utility losses (retain_acc, test_acc
 or clean_acc more than UTILITY_DROP (10) points below the reference, or the original without one) are
-listed as `warnings`: they do not change whether the data was forgotten, but a model that forgot
-everything is no use.
+listed as `warnings`.
+
+"damaged" overrides all of the above, in every scenario: the model's own accuracy (clean_acc for a
+backdoor, test_acc otherwise, which for class forgetting covers the retained classes) is more than
+DAMAGE_DROP (10) points below the original model's (the retrained model's when the original's is not in the
+metrics), or within NEAR_CHANCE (1.5) times chance (100 / number of classes). A model that answers one
+class for everything has an ASR of 0 or 100 and a forget accuracy of 0: none of that is forgetting, and the
+headline never calls it so.
 """
 
 from __future__ import annotations
 
-FORGOTTEN, NOT_FORGOTTEN, INCONCLUSIVE = "forgotten", "not forgotten", "inconclusive"
+FORGOTTEN, NOT_FORGOTTEN, INCONCLUSIVE, DAMAGED = "forgotten", "not forgotten", "inconclusive", "damaged"
 
 REF_ACC_TOL, REF_ACC_FAIL = 5.0, 10.0
 REF_MIA_TOL, REF_MIA_FAIL = 10.0, 20.0
@@ -42,6 +48,7 @@ SAMPLE_ACC_GAP_PASS, SAMPLE_ACC_GAP_FAIL = 3.0, 10.0
 LOSS_AUC_PASS, LOSS_AUC_FAIL = 55.0, 65.0
 ASR_PASS, ASR_FAIL = 10.0, 25.0
 UTILITY_DROP = 10.0
+DAMAGE_DROP, NEAR_CHANCE = 10.0, 1.5
 
 LABELS = {"forget_acc": "forget-set accuracy", "forget_test_acc": "forgotten-class test accuracy",
           "mia_efficacy": "MIA efficacy", "mia_loss_auc": "loss-MIA AUC", "asr": "attack success rate",
@@ -96,6 +103,24 @@ def _utility(m: dict, base: dict, name: str) -> list[str]:
             if k in m and isinstance(base.get(k), (int, float)) and base[k] - m[k] > UTILITY_DROP]
 
 
+def _damage(m: dict, scenario: str, original: dict, ref: dict | None) -> list[str]:
+    """Why the model no longer does its job (empty when it does): see DAMAGE_DROP and NEAR_CHANCE."""
+    key = "clean_acc" if scenario == "backdoor" and "clean_acc" in m else "test_acc"
+    if not isinstance(m.get(key), (int, float)):
+        return []
+    out = []
+    classes = len((m.get("per_class_acc") or {}).get("test") or []) or None
+    if classes and m[key] <= NEAR_CHANCE * 100.0 / classes:
+        out.append(f"{LABELS[key]} {m[key]:.2f} is near chance ({100.0 / classes:.1f} for {classes} classes): the "
+                   f"model no longer classifies")
+    base, name = (original, "original model") if isinstance(original.get(key), (int, float)) else \
+        (ref or {}, "retrained model")
+    if isinstance(base.get(key), (int, float)) and base[key] - m[key] > DAMAGE_DROP:
+        out.append(f"{LABELS[key]} {m[key]:.2f} is {base[key] - m[key]:.2f} points below the {name}'s "
+                   f"{base[key]:.2f} (damaged beyond {DAMAGE_DROP:g})")
+    return out
+
+
 def verdict(metrics: dict, scenario: str | None) -> dict | None:
     """Judge a forget run's metrics (see the module docstring for the thresholds).
 
@@ -105,7 +130,7 @@ def verdict(metrics: dict, scenario: str | None) -> dict | None:
         scenario: 'class', 'random', 'indices' or 'backdoor'; None (a plain training run) gives None.
 
     Returns:
-        {"status": "forgotten" | "not forgotten" | "inconclusive", "basis": "reference" | "absolute",
+        {"status": "forgotten" | "not forgotten" | "inconclusive" | "damaged", "basis": "reference" | "absolute",
          "reasons": [...], "warnings": [...]}, or None when there is nothing to judge.
     """
     if scenario not in ("class", "random", "indices", "backdoor"):
@@ -132,6 +157,9 @@ def verdict(metrics: dict, scenario: str | None) -> dict | None:
             status = INCONCLUSIVE
             reasons.append("the original model already passed these checks, so they cannot show that anything "
                            "was forgotten: compare against a retrained model (--retrain)")
+    damage = _damage(metrics, scenario, original, ref)
+    if damage:
+        status, reasons = DAMAGED, [f"DAMAGED: {d}" for d in damage] + reasons
     base, name = (ref, "retrained model") if ref else (original, "original model")
     return {"status": status, "basis": basis, "reasons": reasons, "warnings": _utility(metrics, base or {}, name)}
 
