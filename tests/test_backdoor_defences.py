@@ -53,11 +53,48 @@ def test_defence_runs_and_reports_before_after(method, backdoored, tmp_path):
 
 
 def test_ibau_removes_the_backdoor(backdoored, tmp_path):
-    out = forget(backdoored, "ibau", tmp_path / "ibau", backdoor=True, clean_size=140, settings={"rounds": 3})
+    """The method itself, on all 140 clean images (unguarded: on this toy, the 14 images a guard would hold out
+    change the result more than anything else; the guard has its own tests below)."""
+    out = forget(backdoored, "ibau", tmp_path / "ibau", backdoor=True, clean_size=140, guard=False)
     m = json.loads((out / "metrics.json").read_text())
     assert m["asr"] <= 20 and m["asr"] < m["original"]["asr"] - 60
-    assert m["der"] > 0.8
-    assert len(m["ibau"]["delta_norm"]) == 3
+    assert m["clean_acc"] >= m["original"]["clean_acc"] - 10 and m["der"] > 0.8
+    assert len(m["ibau"]["delta_pixel_norm"]) == 1 and len(m["ibau"]["flip_rate"]) == 1
+    assert m["ibau"]["delta_pixel_norm"][0] <= 10.0 + 1e-6  # the default ball, in pixels
+
+
+def test_guard_stops_a_destructive_defence_and_returns_a_healthy_model(backdoored, tmp_path):
+    """ibau at lr 1 (and no backing off) breaks the model in its first round: the guard stops there and returns
+    the input's state; unguarded, the same setting returns the broken model and the verdict says DAMAGED."""
+    settings = {"lr": 1.0, "rounds": 3, "backoffs": 0}
+    out = forget(backdoored, "ibau", tmp_path / "guarded", backdoor=True, clean_size=140, settings=settings)
+    m = json.loads((out / "metrics.json").read_text())
+    guard = m["ibau"]["guard"]
+    assert guard["stopped_early"] and guard["restored"] and guard["kept"] == "start" and guard["holdout"] == 14
+    assert [p["at"] for p in guard["curve"]] == ["start", "round 1", "final"]
+    assert guard["curve"][1]["clean_acc"] < guard["curve"][0]["clean_acc"] - 20
+    assert m["clean_acc"] >= m["original"]["clean_acc"] - 10 and m["verdict"]["status"] != "damaged"
+    raw = forget(backdoored, "ibau", tmp_path / "raw", backdoor=True, clean_size=140, settings=settings, guard=False)
+    r = json.loads((raw / "metrics.json").read_text())
+    assert "guard" not in r["ibau"] and json.loads((raw / "meta.json").read_text())["guard"] is False
+    assert r["clean_acc"] < 30 and r["verdict"]["status"] == "damaged"
+
+
+def test_ibau_backs_off_a_round_that_costs_clean_accuracy(backdoored, tmp_path):
+    """A round at lr 1 costs most of the held-out accuracy: it is undone and redone at lr 0.1, then 0.01."""
+    out = forget(backdoored, "ibau", tmp_path / "backoff", backdoor=True, clean_size=140, settings={"lr": 1.0})
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["ibau"]["round_lr"][:2] == [1.0, 0.1]
+    assert m["verdict"]["status"] != "damaged" and m["clean_acc"] >= m["original"]["clean_acc"] - 10
+
+
+def test_every_defence_records_its_guard_curve(backdoored, tmp_path):
+    for method in ("finetune", "nad", "ngf"):
+        out = forget(backdoored, method, tmp_path / method, backdoor=True, clean_size=140,
+                     settings={**TINY.get(method, {}), **({"steps": 100} if method == "ngf" else {})})
+        guard = json.loads((out / "metrics.json").read_text())[method]["guard"]
+        assert guard["curve"][0]["at"] == "start" and guard["curve"][-1]["at"] == "final"
+        assert len(guard["curve"]) >= 3  # at least one checkpoint of the defence itself
 
 
 def test_ibau_conjugate_gradient_option_runs(backdoored, tmp_path):
@@ -109,6 +146,27 @@ def test_backdoor_suite_declares_every_attack_and_defence():
     assert [c.label for c in suite.columns][2:] == ["clean_acc", "asr", "robust_acc", "der", "seconds"]
     with pytest.raises(UserError, match="no setting"):
         SUITES.get("backdoor")({"cleen": 3})
+
+
+def test_backdoor_cifar10_suite_is_the_reference_setting():
+    from unlearnkit.bench import SUITES, build_suite
+
+    suite = SUITES.get("backdoor-cifar10")({})
+    assert (suite.data, suite.arch, suite.train) == ("cifar10", "preact-resnet18",
+                                                     {"epochs": 100, "batch_size": 128, "lr": 0.01})
+    badnets = suite.scenarios[0]
+    assert badnets.name == "badnets" and badnets.train["poison_settings"] == {"size": 3, "margin": 0}
+    assert {s.train["poison_ratio"] for s in suite.scenarios} == {0.1} and badnets.train["target"] == 0
+    assert {r.name: r.request["clean_size"] for r in suite.rows} == {
+        "ibau": 2500, "ibau-100": 100, "ngf": 2500, "ngf-500": 500, "finetune": 2500, "fine-pruning": 2500,
+        "nad": 2500, "anp": 2500}
+    assert [c.label for c in suite.columns][-1] == "damaged"
+    assert SUITES.get("backdoor-cifar10")({"ratio": "0.01"}).scenarios[0].train["poison_ratio"] == 0.01
+    small = build_suite("backdoor-cifar10", {"arch": "vgg-small", "epochs": "30", "scenarios": "badnets"})
+    assert small.arch == "vgg-small" and small.train["epochs"] == 30 and len(small.scenarios) == 1
+    for bad in ({"ratio": "abc"}, {"ratio": "1.5"}, {"clean": "-3"}, {"bogus": "1"}):
+        with pytest.raises(UserError):
+            SUITES.get("backdoor-cifar10")(bad)
 
 
 @pytest.mark.parametrize("head_only", [False, True])

@@ -130,6 +130,30 @@ def test_restarts_keep_the_start_with_the_largest_inner_objective():
     assert ibau.inner_objective(model, labelled, chosen) == max(values)
 
 
+def test_delta_lives_in_the_networks_input_space():
+    """space=input (default): delta is added after the model's normalisation, as in both reference codes (the
+    official VGG reads raw pixels, BackdoorBench adds delta to normalised images); space=pixel: before it."""
+    from unlearnkit.models.registry import Classifier
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    model = Classifier(net, (0.5,), (0.25,))
+    x, d = torch.rand(2, 1, 2, 2), torch.randn(1, 1, 2, 2)
+    ibau = IBAU(make_config(IBAU, {}))
+    assert torch.allclose(model(ibau._perturbed(model, x, d)), net((x - 0.5) / 0.25 + d))
+    pixel = IBAU(make_config(IBAU, {"space": "pixel"}))
+    assert torch.allclose(model(pixel._perturbed(model, x, d)), net((x + d - 0.5) / 0.25))
+    balled = IBAU(make_config(IBAU, {"l2_ball": 0.5}))  # the radius is in pixels, whatever the space
+    assert abs(float(balled._pixels(model, balled._project(model, d * 100)).norm()) - 0.5) < 1e-9
+    for project in ("end", "step"):
+        ball = IBAU(make_config(IBAU, {"l2_ball": 0.05, "project": project}))
+        delta = ball.inner_max(model, [(x, torch.tensor([0, 2]))] * 3)
+        assert float(ball._pixels(model, delta).norm()) <= 0.05 + 1e-9
+    rows = torch.tensor([1])
+    expected = torch.nn.functional.cross_entropy(net((x - 0.5) / 0.25 + torch.stack([torch.zeros_like(d[0]), d[0]])),
+                                                 torch.tensor([0, 2]))
+    assert torch.allclose(ibau.outer_loss(model, x, torch.tensor([0, 2]), rows, d), expected)
+
+
 def test_bad_settings_are_user_errors():
     with pytest.raises(UserError, match="solver"):
         make_config(IBAU, ["solver=newton"])
@@ -137,6 +161,10 @@ def test_bad_settings_are_user_errors():
         make_config(IBAU, ["rounds=0"])
     with pytest.raises(UserError, match="init_scale"):
         make_config(IBAU, ["restarts=3"])
+    with pytest.raises(UserError, match="space"):
+        make_config(IBAU, ["space=latent"])
+    with pytest.raises(UserError, match="optimizer"):
+        make_config(IBAU, ["optimizer=lbfgs"])
     assert IBAU().needs_for("backdoor") == frozenset({"clean"})
     with pytest.raises(UserError, match="does not support"):
         IBAU().needs_for("class")

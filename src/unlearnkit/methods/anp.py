@@ -8,9 +8,17 @@ then moved one signed-gradient step (size eps / steps) to increase the loss; (2)
 Afterwards the neurons whose mask is at most `threshold` are pruned (their BatchNorm scale set to 0) in the
 original model, everything else untouched.
 
-Defaults are the paper's and BackdoorBench's (eps 0.4, one step, alpha 0.2, mask lr 0.2, 2000 iterations,
-batch 128, pruning by threshold 0.2). BackdoorBench picks the threshold by the test ASR; here it is fixed,
-as in the paper, so the test set stays unseen. The noise is clipped to [-eps, eps] after its step.
+Defaults are BackdoorBench's CIFAR-10 run (config/defense/anp/cifar10.yaml): eps 0.4, one step, alpha 0.2,
+mask lr 0.01 (the paper: 0.2), 2000 iterations, batch 256 (the paper: 128), the model in train mode, and the
+noise left where its signed step puts it (within 2 eps, as in both reference codes; `clip_noise=true` keeps
+it within eps).
+
+Which neurons to prune: BackdoorBench sweeps thresholds 0, 0.05, ..., 0.9 and keeps the model with the lowest
+*test* ASR among those within 10% (relative) of the unpruned *test* accuracy. The defender has neither, so
+`prune_by=auto` (default) sweeps the same thresholds upwards on the guard's held-out clean slice and stops
+before the first whose held-out accuracy falls more than `acc_ratio` (relative) below the unpruned model's: the
+most pruning the clean data tolerates, since the backdoor neurons' masks are the first to fall. Without a held-out slice
+(a tiny clean set, or `--no-guard`) it falls back to the paper's fixed threshold 0.2.
 """
 
 from __future__ import annotations
@@ -60,18 +68,22 @@ class ANP(Method):
     @dataclass
     class Config:
         iterations: int = 2000
-        batch_size: int = 128
+        batch_size: int = 256
         eps: float = 0.4
         steps: int = 1
         alpha: float = 0.2
-        lr: float = 0.2  # mask learning rate
-        prune_by: str = "threshold"  # or "number"
+        lr: float = 0.01  # mask learning rate (BackdoorBench; the paper: 0.2)
+        clip_noise: bool = False
+        prune_by: str = "auto"  # "auto" (threshold chosen on held-out clean data), "threshold" or "number"
         threshold: float = 0.2  # prune_by=threshold: masks <= this are pruned
         number: int = 0  # prune_by=number: prune this many lowest-mask neurons
+        acc_ratio: float = 0.1  # prune_by=auto: the largest relative drop of held-out clean accuracy allowed
 
         def validate(self) -> None:
-            if self.prune_by not in ("threshold", "number"):
-                raise UserError(f"anp prune_by {self.prune_by!r} is unknown: use threshold or number")
+            if self.prune_by not in PRUNE_BY:
+                raise UserError(f"anp prune_by {self.prune_by!r} is unknown: use {', '.join(PRUNE_BY)}")
+            if not 0 < self.acc_ratio < 1:
+                raise UserError(f"anp acc_ratio {self.acc_ratio} must be in (0, 1): e.g. 0.1")
             if self.iterations < 1 or self.steps < 1 or self.eps < 0 or not 0 <= self.alpha <= 1:
                 raise UserError("anp needs iterations, steps >= 1, eps >= 0 and alpha in [0, 1]")
 
@@ -102,7 +114,9 @@ class ANP(Method):
                     grads = torch.autograd.grad(F.cross_entropy(work(x), y), noises)
                     with torch.no_grad():
                         for t, g in zip(noises, grads, strict=True):
-                            t.add_(g.sign(), alpha=c.eps / c.steps).clamp_(-c.eps, c.eps)
+                            t.add_(g.sign(), alpha=c.eps / c.steps)
+                            if c.clip_noise:
+                                t.clamp_(-c.eps, c.eps)
                 loss_rob = F.cross_entropy(work(x), y)
             else:
                 loss_rob = torch.zeros((), device=x.device)
@@ -122,19 +136,50 @@ class ANP(Method):
         c = self.config
         masks = self.learn_masks(model, task)
         flat = torch.cat(list(masks.values()))
-        if c.prune_by == "threshold":
-            cut = c.threshold
-        else:
+        sweep: list[dict] = []
+        if c.prune_by == "number":
             cut = float(flat.sort().values[min(c.number, len(flat)) - 1]) if c.number > 0 else -1.0
-        pruned = 0
-        with torch.no_grad():
-            for name, mask in masks.items():
-                bn = model.get_submodule(name)
-                drop = (mask <= cut).to(bn.weight.device)
-                bn.weight[drop] = 0.0
-                pruned += int(drop.sum())
-        task.figures.update({"neurons": len(flat), "pruned": pruned,
+        elif c.prune_by == "auto" and task.guard is not None:
+            cut, sweep = self.choose_threshold(model, masks, task)
+        else:
+            cut = c.threshold
+        pruned = prune(model, masks, cut)
+        task.figures.update({"neurons": len(flat), "pruned": pruned, "threshold": round(cut, 4),
                              "mask_quantiles": [round(float(q), 4) for q in
                                                 torch.quantile(flat, torch.tensor([0.0, 0.01, 0.05, 0.5]))]})
+        if sweep:
+            task.figures["sweep"] = sweep
         model.eval()
         return model
+
+    def choose_threshold(self, model: nn.Module, masks: dict[str, Tensor], task: UnlearnTask) -> tuple[float, list]:
+        """The last threshold of BackdoorBench's sweep, going up, before held-out clean accuracy falls more than
+        `acc_ratio` (relative) below the unpruned model's (0: prune nothing), with the sweep's accuracies."""
+        assert task.guard is not None
+        base = task.guard.accuracy(model)
+        chosen, sweep = 0.0, []
+        for cut in THRESHOLDS:
+            trial = copy.deepcopy(model)
+            n = prune(trial, masks, cut)
+            d = task.guard.drop(trial)
+            sweep.append({"threshold": cut, "pruned": n, "clean_acc": round(d.acc, 2)})
+            if d.beyond(self.config.acc_ratio * base):
+                break  # pruning is cumulative: deeper thresholds only remove more
+            chosen = cut
+        return chosen, sweep
+
+
+PRUNE_BY = ("auto", "threshold", "number")
+THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 19))  # BackdoorBench's sweep, 0.05 ... 0.9
+
+
+@torch.no_grad()
+def prune(model: nn.Module, masks: dict[str, Tensor], cut: float) -> int:
+    """Zero the BatchNorm scale of every neuron whose mask is at most `cut`; returns how many."""
+    pruned = 0
+    for name, mask in masks.items():
+        bn = model.get_submodule(name)
+        drop = (mask <= cut).to(bn.weight.device)
+        bn.weight[drop] = 0.0
+        pruned += int(drop.sum())
+    return pruned

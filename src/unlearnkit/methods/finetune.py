@@ -1,6 +1,12 @@
 """`finetune`: continue training on the retain set (unlearning) or on the clean set (backdoor removal).
 
 Relies on catastrophic forgetting; the weakest sensible baseline (Golatkar et al. 2020; Liu et al. 2017).
+
+The budget depends on the request. Unlearning: 10 epochs on the retain set at lr 0.01, batch 128. Backdoor
+removal: BackdoorBench's FT (config/defense/ft/cifar10.yaml), 100 epochs on the small clean set at lr 0.01,
+batch 256, cosine schedule, crop + flip: a 2,500-image clean set needs that many passes before the trigger's
+pathway is overwritten (10 epochs leave BadNets at 96% ASR on CIFAR-10 / PreAct-ResNet18, see BENCHMARKS.md).
+`--set epochs=N batch_size=B` overrides either.
 """
 
 from __future__ import annotations
@@ -12,6 +18,9 @@ from torch import nn
 from ..engine.train import TrainConfig, fit
 from .base import Method, UnlearnTask, register_method
 
+UNLEARN_EPOCHS, UNLEARN_BATCH = 10, 128
+BACKDOOR_EPOCHS, BACKDOOR_BATCH = 100, 256
+
 
 @register_method("finetune")
 class FineTune(Method):
@@ -21,16 +30,21 @@ class FineTune(Method):
 
     @dataclass
     class Config:
-        epochs: int = 10
+        epochs: int | None = None  # None: 10 to unlearn, 100 to remove a backdoor
         lr: float = 0.01
-        batch_size: int = 128
+        batch_size: int | None = None  # None: 128 to unlearn, 256 to remove a backdoor
         optimizer: str = "sgd"
         weight_decay: float = 5e-4
 
     def unlearn(self, model: nn.Module, task: UnlearnTask) -> nn.Module:
         c = self.config
-        data = task.clean if task.scenario == "backdoor" else task.retain
-        cfg = TrainConfig(epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, optimizer=c.optimizer,
+        backdoor = task.scenario == "backdoor"
+        data = task.clean if backdoor else task.retain
+        epochs = c.epochs if c.epochs is not None else BACKDOOR_EPOCHS if backdoor else UNLEARN_EPOCHS
+        batch = c.batch_size if c.batch_size is not None else BACKDOOR_BATCH if backdoor else UNLEARN_BATCH
+        cfg = TrainConfig(epochs=epochs, batch_size=batch, lr=c.lr, optimizer=c.optimizer,
                           weight_decay=c.weight_decay, augment=True)
-        fit(model, data, cfg, task.device, task.generator, desc="finetune")
+        task.figures.update({"epochs": epochs, "batch_size": batch})
+        fit(model, data, cfg, task.device, task.generator, desc="finetune",
+            on_epoch=lambda m, e: task.watch(m, f"epoch {e}"))
         return model

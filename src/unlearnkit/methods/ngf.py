@@ -30,6 +30,7 @@ from ..models.registry import last_linear
 from .base import Method, UnlearnTask, register_method
 
 FISHERS = ("true", "empirical")
+WATCH_EVERY = 100  # steps between two guard checkpoints (the released code's "epoch" of 100 batches)
 
 
 def output_grads(logits: Tensor, labels: Tensor) -> Tensor:
@@ -176,6 +177,10 @@ class NGF(Method):
                 opt.step()
                 sched.step()
                 losses.append(float(loss.detach()))
+                if (step + 1) % WATCH_EVERY == 0 or step + 1 == c.steps:
+                    if not task.watch(model, f"step {step + 1}"):
+                        break
+                    model.train(c.all_layers)
         finally:
             tap.close()
             model.eval()
