@@ -2,6 +2,8 @@
 
     python benchmarks/bench_backdoor.py --out runs/bench-backdoor                 # Fashion-MNIST, ResNet-18, 3 seeds
     python benchmarks/bench_backdoor.py --out /tmp/bb --seeds 1 --set quick=true clean=72 small=40   # minutes
+    python benchmarks/bench_backdoor.py --suite backdoor-cifar10 --out runs/bb-cifar --seeds 1 \
+        --set scenarios=badnets                                     # the reference setting (a GPU: see gpu_backdoor.sh)
 
 Writes the suite's results.json / results.csv / summary.csv / table.md under --out, and attack_cost.md: per
 attack, the backdoored model's ASR and clean accuracy next to a clean model trained with the same recipe and
@@ -45,9 +47,9 @@ def attack_cost(out: Path, cache: Path, reuse_only: bool = False) -> str:
             + "\n".join(lines) + "\n")
 
 
-def train_clean(settings: dict, cache: Path, seeds: list[int]) -> None:
+def train_clean(name: str, settings: dict, cache: Path, seeds: list[int]) -> None:
     """The clean models of the suite's recipe (data, arch and training as `settings` make them), one per seed."""
-    suite = build_suite("backdoor", settings)
+    suite = build_suite(name, settings)
     for seed in seeds:
         cached_original(cache, suite.data, suite.arch, suite.train, seed)
 
@@ -55,24 +57,28 @@ def train_clean(settings: dict, cache: Path, seeds: list[int]) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True)
+    p.add_argument("--suite", default="backdoor", choices=["backdoor", "backdoor-cifar10"])
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="settings")
     add_parallel_bench_args(p)
     p.add_argument("--clean-only", action="store_true",
                    help="only train (once, into the cache) the clean models attack_cost.md compares with")
+    p.add_argument("--no-cost", action="store_true",
+                   help="skip attack_cost.md (it trains a clean model per seed unless one is cached)")
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args()
     settings = _kv(a.settings)
     cache = Path(settings["cache"]) if "cache" in settings else default_cache()
     if a.clean_only:
-        train_clean(settings, cache, a.only_seeds or list(range(a.seeds)))
+        train_clean(a.suite, settings, cache, a.only_seeds or list(range(a.seeds)))
         return
-    out = run_suite("backdoor", a.out, seeds=a.seeds, settings=settings, overwrite=a.overwrite, only_seeds=a.only_seeds,
+    out = run_suite(a.suite, a.out, seeds=a.seeds, settings=settings, overwrite=a.overwrite, only_seeds=a.only_seeds,
                     reuse_only=a.reuse_only, machine=a.machine)
-    cost = attack_cost(out, cache, a.reuse_only)
-    (out / "attack_cost.md").write_text(cost)
     print((out / "table.md").read_text())
-    print(cost)
+    if not a.no_cost:
+        cost = attack_cost(out, cache, a.reuse_only)
+        (out / "attack_cost.md").write_text(cost)
+        print(cost)
 
 
 if __name__ == "__main__":
