@@ -7,6 +7,7 @@ hyper-parameter selection, the clean set of backdoor defences, and held-out memb
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..engine.progress import say
 from ..errors import UserError
 
 
@@ -74,20 +76,46 @@ def parse_classes(text: str, class_names: list[str]) -> list[int]:
 
 
 def read_indices(path: str | Path) -> list[int]:
-    """Read sample indices from a .json list, a .npy array, or text (one per line, or comma/space separated)."""
+    """Read sample indices from a .json list, a .npy array, or text (one per line, or comma/space separated).
+
+    A deletion request is evidence of what was asked: only whole numbers are accepted, never coerced. A float
+    (1.7), a bool, a string ("123"), an object, NaN or infinity is refused with the reason, instead of being read
+    as some other set of samples.
+    """
     p = Path(path)
     if not p.is_file():
         raise UserError(f"indices file {p} does not exist: pass a file of training-set indices")
+    fix = "write whole-number training-set indices (a JSON list such as [12, 40], or one per line)"
     try:
         if p.suffix == ".npy":
-            vals = np.load(p, allow_pickle=False).ravel().tolist()
+            arr = np.load(p, allow_pickle=False)
+            if arr.dtype.kind not in "iu":
+                raise UserError(f"{p} holds {arr.dtype} values, not integers: save the indices as an integer array "
+                                f"(np.array(idx, dtype=np.int64))")
+            vals = arr.ravel().tolist()
         elif p.suffix == ".json":
-            vals = json.loads(p.read_text())
+            vals = json.loads(p.read_text(), parse_constant=_no_constant)
+            if not isinstance(vals, list):
+                raise UserError(f"{p} holds a JSON {type(vals).__name__}, not a list: {fix}")
+            bad = [v for v in vals if type(v) is not int]  # bool is an int subclass: refused too
+            if bad:
+                raise UserError(f"{p} holds {str(bad[0])[:40]!r}, which is not a whole number: {fix}")
         else:
-            vals = p.read_text().replace(",", " ").split()
-        return [int(v) for v in vals]
-    except (ValueError, TypeError, json.JSONDecodeError) as err:
-        raise UserError(f"cannot read indices from {p}: write one integer index per line") from err
+            vals = []
+            for tok in p.read_text().replace(",", " ").split():
+                if not re.fullmatch(r"[+-]?[0-9]+", tok):
+                    raise UserError(f"{p} holds {tok[:40]!r}, which is not a whole number: {fix}")
+                vals.append(int(tok))
+    except (ValueError, UnicodeDecodeError, json.JSONDecodeError, OSError) as err:
+        raise UserError(f"cannot read indices from {p} ({type(err).__name__}): {fix}") from err
+    big = next((v for v in vals if not -(2**62) < v < 2**62), None)
+    if big is not None:
+        raise UserError(f"{p} holds the index {str(big)[:30]}, far beyond any training set: {fix}")
+    return [int(v) for v in vals]
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not an index")
 
 
 def parse_forget_spec(class_names: list[str], *, forget_class: str | None = None,
@@ -106,7 +134,10 @@ def parse_forget_spec(class_names: list[str], *, forget_class: str | None = None
     idx = read_indices(forget_indices)  # type: ignore[arg-type]
     if not idx:
         raise UserError(f"indices file {forget_indices} is empty: list at least one training-set index")
-    return ForgetSpec("indices", indices=sorted(set(idx)), seed=seed)
+    unique = sorted(set(idx))
+    say(f"deletion request {forget_indices}: {len(idx)} indices, {len(unique)} distinct ({len(idx) - len(unique)} "
+        f"duplicates), from {unique[0]} to {unique[-1]}")
+    return ForgetSpec("indices", indices=unique, seed=seed)
 
 
 def val_split(y: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
