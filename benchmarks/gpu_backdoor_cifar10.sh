@@ -6,18 +6,23 @@
 # Here, once:   mkdir -p .data && cp ../shared/data/cifar10-jpeg.tar.gz .data/     (.data/ is git-ignored)
 # Device tool:  run(command="bash benchmarks/gpu_backdoor_cifar10.sh", carry=[".data"], timeout_s=600)
 #
-# BadNets runs in one process, Blend and WaNet in two more beside it on the same GPU (their seconds are then wall
-# times under that contention: compare defences within a row's attack only). Each process has a time limit, so
-# the table that ends the script holds every row that finished, and says how many did not. What comes back
+# The attacks run one after another, BadNets first (the bars are on BadNets), each process alone on the GPU and
+# limited to what is left of TOTAL seconds (default 540), so the table that ends the script holds every row that
+# finished in time and says how many did not. What comes back
 # under $OUT: throughput.md, table.md, results.json and runs.tgz (metrics, meta and logs of every run, no
-# weights). Set ATTACKS / LIMIT to change the plan.
+# weights). Set ATTACKS / TOTAL to change the plan; SET (extra suite settings) and PREC_ARGS (the throughput
+# run's arguments) make a dry run on the CPU:
+#   SET=quick=true PREC_ARGS="--data digits --arch cnn-small --epochs 2" ATTACKS=badnets OUT=/tmp/o WORK=/tmp/w \
+#     bash benchmarks/gpu_backdoor_cifar10.sh
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 out=${OUT:-/tmp/gpu-out}
 work=${WORK:-/tmp/ukbench}
 attacks=${ATTACKS:-"badnets blend wanet"}
-limit=${LIMIT:-470}
+total=${TOTAL:-540}
+extra=${SET:-}
+prec_args=${PREC_ARGS:-"--data cifar10 --arch preact-resnet18 --epochs 3"}
 export PYTHONPATH="$here/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 UNLEARNKIT_DATA="$work/data"
 mkdir -p "$out" "$work/data/cifar10" "$work/logs"
 t0=$(date +%s)
@@ -28,24 +33,26 @@ if [ ! -d "$work/data/cifar10/train" ]; then
 fi
 
 # 1. bf16 + channels_last against fp32, same card, same process (3 epochs each)
-timeout 150 python3 benchmarks/precision_throughput.py --data cifar10 --arch preact-resnet18 --epochs 3 \
+# shellcheck disable=SC2086
+timeout 150 python3 benchmarks/precision_throughput.py $prec_args \
   --out "$work/precision" 2>"$work/logs/precision.err" | tee "$out/throughput.md"
 echo "throughput done at $(( $(date +%s) - t0 )) s"
 
-# 2. one process per attack: train the 100-epoch model (cached), then every defence row
-pids=()
+# 2. one attack at a time: train the 100-epoch model (cached), then every defence row, within what is left
 for a in $attacks; do
-  timeout "$limit" python3 benchmarks/bench_backdoor.py --suite backdoor-cifar10 --out "$work/bb" --only-seeds 0 \
-    --no-cost --set scenarios="$a" cache="$work/cache" >"$work/logs/$a.log" 2>&1 &
-  pids+=($!)
+  left=$(( total - ($(date +%s) - t0) - 20 ))
+  [ "$left" -gt 30 ] || { echo "no time left for $a"; break; }
+  # shellcheck disable=SC2086
+  timeout "$left" python3 benchmarks/bench_backdoor.py --suite backdoor-cifar10 --out "$work/bb" --only-seeds 0 \
+    --no-cost --set scenarios="$a" cache="$work/cache" $extra >"$work/logs/$a.log" 2>&1
+  echo "$a ended (rc $?) at $(( $(date +%s) - t0 )) s"
 done
-for p in "${pids[@]}"; do wait "$p"; done
 echo "attacks done at $(( $(date +%s) - t0 )) s"
 
 # 3. read every finished row back into one table (trains and runs nothing)
 scen=$(echo $attacks | tr ' ' ',')
 python3 benchmarks/bench_backdoor.py --suite backdoor-cifar10 --out "$work/bb" --seeds 1 --reuse-only --no-cost \
-  --set scenarios="$scen" cache="$work/cache" >"$work/logs/table.log" 2>&1
+  --set scenarios="$scen" cache="$work/cache" $extra >"$work/logs/table.log" 2>&1
 cp "$work/bb/table.md" "$out/table.md" 2>/dev/null
 cp "$work/bb/results.json" "$out/results.json" 2>/dev/null
 (cd "$work" && find bb cache logs precision \( -name '*.json' -o -name '*.md' -o -name '*.txt' -o -name '*.log' \

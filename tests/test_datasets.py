@@ -59,7 +59,7 @@ def test_named_datasets_are_decoded_once_per_process(tmp_path, monkeypatch):
     first = load_dataset("cifar10", root)
     monkeypatch.setattr(datasets, "_cifar_from_folders", lambda *a: pytest.fail("decoded twice"))
     again = load_dataset("cifar10", root)
-    assert again.x_train is first.x_train and again.extra is not first.extra
+    assert torch.equal(again.x_train, first.x_train) and again.x_train is not first.x_train
 
 
 def test_training_precision_is_recorded_and_validated(tmp_path):
@@ -69,3 +69,15 @@ def test_training_precision_is_recorded_and_validated(tmp_path):
     assert '"precision": "fp32"' in (out / "meta.json").read_text()
     with pytest.raises(UserError, match="--precision"):
         train("digits", "cnn-small", tmp_path / "bad", epochs=1, precision="fp8")
+
+
+def test_a_cached_dataset_cannot_be_changed_by_a_caller():
+    """A caller that stamps triggers into its bundle in place (as a test fixture does) must not poison the next
+    caller's copy of the same dataset."""
+    first = load_dataset("digits")
+    pristine = first.x_train[:5].clone(), first.y_train[:5].clone()
+    first.x_train[:5], first.y_train[:5] = 255, 0
+    first.classes.append("extra")
+    again = load_dataset("digits")
+    assert torch.equal(again.x_train[:5], pristine[0]) and torch.equal(again.y_train[:5], pristine[1])
+    assert len(again.classes) == 10

@@ -253,7 +253,7 @@ def test_cli_says_not_forgotten_when_nothing_was_forgotten(tmp_path: Path, run: 
     code, stdout, err = run_cli("forget", run, "--method", "finetune", "--forget-class", "5", "--set", "epochs=1",
                                 "lr=1e-9", "--out", tmp_path / "f", "--quiet")
     assert code == 0, err
-    assert "verdict: NOT FORGOTTEN" in stdout
+    assert "verdict: NOT FORGOTTEN" in stdout, stdout
     m = json.loads((tmp_path / "f" / "metrics.json").read_text())
     assert m["verdict"]["status"] == NOT_FORGOTTEN and m["verdict"]["basis"] == "absolute"
     code, stdout, _ = run_cli("evaluate", tmp_path / "f", "--json")
