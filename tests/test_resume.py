@@ -101,17 +101,15 @@ def test_overwrite_discards_checkpoints(tmp_path: Path, monkeypatch: pytest.Monk
     assert json.loads((tmp_path / "cut" / "meta.json").read_text())["train"]["epochs"] == 2
 
 
-# Long enough that the signal lands mid-run (1,300 steps): at 40 epochs of 7 steps, a loaded machine once let
-# the child finish (exit 0) before the parent, polling for the first checkpoint, got to send SIGINT.
-EPOCHS, BATCH = "100", "128"
-
-
 def _start(out: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "UNLEARNKIT_CHECKPOINT_SECONDS": "0", "UNLEARNKIT_DEVICE": "cpu",
            "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
     cmd = [sys.executable, "-m", "unlearnkit", "train", "--data", "digits", "--arch", "mlp", "--arch-kwargs",
-           "hidden=16", "--epochs", EPOCHS, "--batch-size", BATCH, "--seed", "5", "--out", str(out), *extra]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           "hidden=16", "--epochs", "40", "--batch-size", "256", "--seed", "5", "--out", str(out), *extra]
+    # SIGINT back to its default in the child: a shell starts background jobs (`pytest &`, nohup) with SIGINT
+    # ignored, the child would inherit that, and Python then never raises KeyboardInterrupt (the run exits 0).
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _epoch(out: Path) -> int:
@@ -148,8 +146,8 @@ def test_ctrl_c_and_kill_leave_no_output_and_resume_finishes(tmp_path: Path, mon
     assert not [p for p in tmp_path.iterdir() if (p / "metrics.json").exists()]
 
     monkeypatch.setenv("UNLEARNKIT_CHECKPOINT_SECONDS", "1000")  # results do not depend on how often it saves
-    args = ["train", "--data", "digits", "--arch", "mlp", "--arch-kwargs", "hidden=16", "--epochs", EPOCHS,
-            "--batch-size", BATCH, "--seed", "5", "--quiet"]
+    args = ["train", "--data", "digits", "--arch", "mlp", "--arch-kwargs", "hidden=16", "--epochs", "40",
+            "--batch-size", "256", "--seed", "5", "--quiet"]
     assert main([*args, "--out", str(out), "--resume"]) == 0
     assert main([*args, "--out", str(tmp_path / "full")]) == 0
     same_run(tmp_path / "full", out)
