@@ -192,8 +192,8 @@ class IBAU(Method):
 
     def _project(self, model: nn.Module, delta: Tensor) -> Tensor:
         """delta scaled into the L2 ball of radius `l2_ball`, measured in pixels (whatever space delta lives in),
-        so that one radius means the same visible change for every model: 10 holds any standard trigger (a 3x3
-        white patch is about 4, a blend at alpha 0.2 about 5 on a 32x32 colour image)."""
+        so that one radius means the same visible change for every model: 10 holds a patch trigger (a 3x3 white
+        patch on a colour image changes 27 values by at most 1 each: norm at most 5.2)."""
         if self.config.l2_ball is None:
             return delta
         norm = float(self._pixels(model, delta).norm())
