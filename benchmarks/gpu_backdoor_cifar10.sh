@@ -6,23 +6,30 @@
 # Here, once:   mkdir -p .data && cp ../shared/data/cifar10-jpeg.tar.gz .data/     (.data/ is git-ignored)
 # Device tool:  run(command="bash benchmarks/gpu_backdoor_cifar10.sh", carry=[".data"], timeout_s=600)
 #
-# The attacks run one after another, BadNets first (the bars are on BadNets), each process alone on the GPU and
-# limited to what is left of TOTAL seconds (default 540), so the table that ends the script holds every row that
-# finished in time and says how many did not. What comes back
-# under $OUT: throughput.md, table.md, results.json and runs.tgz (metrics, meta and logs of every run, no
-# weights). Set ATTACKS / TOTAL to change the plan; SET (extra suite settings) and PREC_ARGS (the throughput
-# run's arguments) make a dry run on the CPU:
-#   SET=quick=true PREC_ARGS="--data digits --arch cnn-small --epochs 2" ATTACKS=badnets OUT=/tmp/o WORK=/tmp/w \
-#     bash benchmarks/gpu_backdoor_cifar10.sh
+# Plan (each process alone on the GPU, each stage limited to what is left of TOTAL seconds, default 540): 1. bf16
+# against fp32 images/s; 2. ATTACKS (default badnets, where the bars are): train the 100-epoch model (cached) and
+# run every defence row; 3. the references' ibau and ngf settings side by side on the BadNets model
+# (VARIANTS_IBAU, VARIANTS_NGF; empty skips); 4. LATER attacks (default blend wanet), each only if the time left
+# exceeds what the first attack took; 5. the table of every row that finished. What comes back under $OUT:
+# throughput.md, table.md, results.json and runs.tgz (metrics, meta and logs of every run and variant, no
+# weights). SET (extra suite settings), PREC_ARGS (the throughput run's arguments) and VARIANT_CLEAN make a dry
+# run on the CPU:
+#   SET=quick=true PREC_ARGS="--data digits --arch cnn-small --epochs 2" VARIANT_CLEAN=100 LATER= \
+#     OUT=/tmp/o WORK=/tmp/w bash benchmarks/gpu_backdoor_cifar10.sh
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 out=${OUT:-/tmp/gpu-out}
 work=${WORK:-/tmp/ukbench}
-attacks=${ATTACKS:-"badnets blend wanet"}
+attacks=${ATTACKS:-"badnets"}
+later=${LATER-"blend wanet"}
 total=${TOTAL:-540}
 extra=${SET:-}
-prec_args=${PREC_ARGS:-"--data cifar10 --arch preact-resnet18 --epochs 3"}
+prec_args=${PREC_ARGS:-"--data cifar10 --arch preact-resnet18 --epochs 2"}
+# the references' settings (issue 18): BackdoorBench's I-BAU port, the official notebook's 1% portion, defense.py's
+# five unprojected rounds, five rounds at lr 1e-4; NGF's released optimiser. ';' separates variants.
+variants_ibau=${VARIANTS_IBAU-"backdoorbench: optimizer=amsgrad lr=1e-4 batch_size=256 rounds=5 l2_ball=none portion=0.01;notebook: portion=0.01;defense.py: rounds=5 l2_ball=none portion=0.01;r5-lr1e-4: lr=1e-4 rounds=5"}
+variants_ngf=${VARIANTS_NGF-"released: all_layers=true fisher=empirical eta=0 lr=1e-3 milestones=0.4"}
 export PYTHONPATH="$here/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 UNLEARNKIT_DATA="$work/data"
 mkdir -p "$out" "$work/data/cifar10" "$work/logs"
 t0=$(date +%s)
@@ -43,19 +50,54 @@ for a in $attacks; do
   left=$(( total - ($(date +%s) - t0) - 20 ))
   [ "$left" -gt 30 ] || { echo "no time left for $a"; break; }
   # shellcheck disable=SC2086
+  s0=$(date +%s)
+  timeout "$left" python3 benchmarks/bench_backdoor.py --suite backdoor-cifar10 --out "$work/bb" --only-seeds 0 \
+    --no-cost --set scenarios="$a" cache="$work/cache" $extra >"$work/logs/$a.log" 2>&1
+  echo "$a ended (rc $?) at $(( $(date +%s) - t0 )) s"
+  need=$(( $(date +%s) - s0 ))
+done
+echo "attacks done at $(( $(date +%s) - t0 )) s"
+
+# 3. the references' variants of ibau and ngf on the BadNets model, side by side, within what is left (each variant
+# is a finished forget run or none: a cut-off one leaves a .partial folder that the table skips)
+run=$(python3 - "$work/cache" <<'PY'
+import json, sys
+from pathlib import Path
+for m in sorted(Path(sys.argv[1]).glob("*/meta.json")):
+    if (m.parent / "model.safetensors").is_file() and (json.loads(m.read_text()).get("poison") or {}).get("attack") == "badnets":
+        print(m.parent); break
+PY
+)
+if [ -n "$run" ] && [ -n "$variants_ibau$variants_ngf" ]; then
+  for spec in ibau:"$variants_ibau" ngf:"$variants_ngf"; do
+    m=${spec%%:*}; vs=${spec#*:}
+    [ -n "$vs" ] || continue
+    left=$(( total - ($(date +%s) - t0) - 20 ))
+    [ "$left" -gt 30 ] || { echo "no time left for $m variants"; break; }
+    args=(); IFS=';' read -ra list <<<"$vs"; for v in "${list[@]}"; do args+=(--variant "$v"); done
+    timeout "$left" python3 benchmarks/defence_variants.py "$run" --method "$m" --clean-size "${VARIANT_CLEAN:-2500}" \
+      --out "$work/variants/$m" "${args[@]}" >"$work/logs/variants-$m.log" 2>&1
+    echo "$m variants ended (rc $?) at $(( $(date +%s) - t0 )) s"; grep '^|' "$work/logs/variants-$m.log" || true
+  done
+fi
+
+# 4. the other attacks, one after another, if the time left allows (each needs its own 100-epoch model)
+for a in $later; do
+  left=$(( total - ($(date +%s) - t0) - 20 ))
+  [ "$left" -gt "${need:-30}" ] || { echo "no time left for $a (${left} s left, the first attack took ${need:-?} s)"; break; }
+  # shellcheck disable=SC2086
   timeout "$left" python3 benchmarks/bench_backdoor.py --suite backdoor-cifar10 --out "$work/bb" --only-seeds 0 \
     --no-cost --set scenarios="$a" cache="$work/cache" $extra >"$work/logs/$a.log" 2>&1
   echo "$a ended (rc $?) at $(( $(date +%s) - t0 )) s"
 done
-echo "attacks done at $(( $(date +%s) - t0 )) s"
 
-# 3. read every finished row back into one table (trains and runs nothing)
-scen=$(echo $attacks | tr ' ' ',')
+# 5. read every finished row back into one table (trains and runs nothing)
+scen=$(echo $attacks $later | tr ' ' ',')
 python3 benchmarks/bench_backdoor.py --suite backdoor-cifar10 --out "$work/bb" --seeds 1 --reuse-only --no-cost \
   --set scenarios="$scen" cache="$work/cache" $extra >"$work/logs/table.log" 2>&1
 cp "$work/bb/table.md" "$out/table.md" 2>/dev/null
 cp "$work/bb/results.json" "$out/results.json" 2>/dev/null
-(cd "$work" && find bb cache logs precision \( -name '*.json' -o -name '*.md' -o -name '*.txt' -o -name '*.log' \
+(cd "$work" && find bb cache logs precision variants \( -name '*.json' -o -name '*.md' -o -name '*.txt' -o -name '*.log' \
   -o -name '*.err' -o -name '*.csv' \) -print0 | tar czf "$out/runs.tgz" --null -T -)
 cat "$out/table.md" 2>/dev/null || tail -n 30 "$work"/logs/*.log
 echo "total $(( $(date +%s) - t0 )) s"

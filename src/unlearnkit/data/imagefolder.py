@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -43,14 +46,20 @@ def _files(d: Path) -> list[Path]:
 
 
 def _load_split(root: Path, classes: list[str], size: int) -> tuple[Tensor, Tensor]:
-    xs, ys = [], []
+    """Every image under root/<class>/, decoded by a pool of threads (PIL releases the GIL while it decodes, so
+    CIFAR-10's 60,000 JPEGs load in a fraction of the time one thread takes on a many-core machine); the order,
+    and so the tensors, are those of the sorted file list whatever the pool's size."""
+    files, ys = [], []
     for label, name in enumerate(classes):
         d = root / name
-        for f in _files(d) if d.is_dir() else []:
-            xs.append(read_image(f, size))
-            ys.append(label)
-    if not xs:
+        found = _files(d) if d.is_dir() else []
+        files += found
+        ys += [label] * len(found)
+    if not files:
         raise UserError(f"no images found under {root}: put one folder of images per class there")
+    workers = max(1, min(16, os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool:
+        xs = list(pool.map(partial(read_image, size=size), files))
     return torch.stack(xs), torch.tensor(ys)
 
 
