@@ -10,7 +10,7 @@ import torch
 from unlearnkit import UserError, evaluate, forget, load_dataset, load_run, predict, train
 from unlearnkit.cli import main
 from unlearnkit.data.splits import make_split, parse_forget_spec, val_split
-from unlearnkit.data.transforms import augment_batch, random_crop
+from unlearnkit.data.transforms import apply_augment, augment_batch, draw_augment
 
 from .conftest import make_imagefolder, tree_hash
 
@@ -55,12 +55,20 @@ def test_random_forget_is_seeded_fraction():
 def test_batched_augmentation_keeps_shape_and_content():
     x = torch.rand(16, 3, 12, 12)
     g = torch.Generator().manual_seed(0)
-    y = random_crop(x, 2, g)
+    y = augment_batch(x, "crop", g)
     assert y.shape == x.shape
     # a crop is a shifted window of the zero-padded image: every output value exists in the input or is 0
     vals = set(x[0].flatten().tolist()) | {0.0}
     assert set(y[0].flatten().tolist()) <= vals
     assert augment_batch(x, "none") is x
+    # the drawn offsets say exactly which window each image got (pad = 12 // 8 = 1)
+    p = draw_augment(16, "crop-flip", 12, torch.Generator().manual_seed(1))
+    z = apply_augment(x, "crop-flip", p)
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    for i in range(16):
+        want = padded[i, :, p["oy"][i]:p["oy"][i] + 12, p["ox"][i]:p["ox"][i] + 12]
+        assert torch.equal(z[i], want.flip(2) if p["flip"][i] else want)
+    assert 0 < int(p["flip"].sum()) < 16 and len(set(p["oy"].tolist())) > 1
 
 
 def test_train_writes_complete_run_dir(digits_run):

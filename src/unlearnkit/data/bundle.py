@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .transforms import augment_batch, to_float
+from .transforms import apply_augment, draw_augment, to_float
 
 
 @dataclass
@@ -81,11 +81,14 @@ class Part:
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         stop = n - n % batch_size if drop_last and n >= batch_size else n
         order = order.to(self.x.device)
+        drawn = {}
+        if augment and self.augment != "none":  # the epoch's random choices, moved to the device in one copy each
+            drawn = {k: v.to(device) for k, v in draw_augment(n, self.augment, self.x.shape[-1], generator).items()}
         for start in range(0, stop, batch_size):
             sel = order[start : start + batch_size]
             x = to_float(self.x[sel].to(device, non_blocking=True))
-            if augment and self.augment != "none":
-                x = augment_batch(x, self.augment, generator)
+            if drawn:
+                x = apply_augment(x, self.augment, {k: v[start : start + batch_size] for k, v in drawn.items()})
             yield x, self.y[sel].to(device, non_blocking=True)
 
     def cycle(self, batch_size: int, device: torch.device | str, generator: torch.Generator,

@@ -26,12 +26,36 @@ def resize_uint8(x: Tensor, size: int) -> Tensor:
     return torch.cat(out)
 
 
-def random_crop(x: Tensor, pad: int, generator: torch.Generator | None = None) -> Tensor:
-    """Per-sample random crop after zero padding, as one gather instead of a Python loop."""
+def draw_augment(n: int, mode: str, side: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    """The random choices of `augment_batch` for n images at once, drawn on the CPU from `generator`.
+
+    Why: drawn per batch and copied to the GPU, three small host-to-device copies per step each made the CPU wait
+    for the GPU (a copy from pageable memory synchronises the stream), so the GPU idled between steps; an
+    epoch's choices are drawn once and moved in one copy (`Part.batches`)."""
+    out: dict[str, Tensor] = {}
+    if mode in ("crop", "crop-flip"):
+        pad = max(1, side // 8)
+        out["oy"] = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+        out["ox"] = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    if mode in ("flip", "crop-flip"):
+        out["flip"] = torch.rand(n, generator=generator) < 0.5
+    return out
+
+
+def apply_augment(x: Tensor, mode: str, params: dict[str, Tensor]) -> Tensor:
+    """Apply drawn choices (`draw_augment`, one row per image of x): 'none', 'flip', 'crop' (pad 1/8 of the side,
+    per-image offsets) or 'crop-flip'."""
+    if "oy" in params:
+        x = _crop(x, max(1, x.shape[-1] // 8), params["oy"].to(x.device), params["ox"].to(x.device))
+    if "flip" in params:
+        x = torch.where(params["flip"].to(x.device)[:, None, None, None], x.flip(3), x)
+    return x
+
+
+def _crop(x: Tensor, pad: int, oy: Tensor, ox: Tensor) -> Tensor:
+    """Per-sample crop after zero padding, as one gather instead of a Python loop."""
     b, c, h, w = x.shape
     xp = F.pad(x, (pad, pad, pad, pad))
-    oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
-    ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
     rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
     cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
     bi = torch.arange(b, device=x.device)[:, None, None, None]
@@ -39,19 +63,8 @@ def random_crop(x: Tensor, pad: int, generator: torch.Generator | None = None) -
     return xp[bi, ci, rows, cols]
 
 
-def random_flip(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Horizontal flip of a random half of the batch."""
-    mask = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)
-    return torch.where(mask[:, None, None, None], x.flip(3), x)
-
-
 def augment_batch(x: Tensor, mode: str, generator: torch.Generator | None = None) -> Tensor:
-    """Apply the dataset's augmentation: 'none', 'flip', 'crop' (pad 1/8 of the side) or 'crop-flip'."""
+    """Apply the dataset's augmentation to one batch: 'none', 'flip', 'crop' or 'crop-flip'."""
     if mode == "none":
         return x
-    if mode == "flip":
-        return random_flip(x, generator)
-    x = random_crop(x, max(1, x.shape[-1] // 8), generator)
-    if mode == "crop-flip":
-        x = random_flip(x, generator)
-    return x
+    return apply_augment(x, mode, draw_augment(x.shape[0], mode, x.shape[-1], generator))

@@ -21,7 +21,12 @@ def _state():
     cpu = os.environ.get("UNLEARNKIT_DEVICE", "").lower() == "cpu"
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
         cpu = True  # torchrun on a machine without GPUs: accelerate joins the ranks only in its CPU (gloo) mode
-    return PartialState(cpu=cpu)
+    state = PartialState(cpu=cpu)
+    if state.device.type == "cuda":
+        # every batch has the same shape, so cuDNN's one-off timing of its convolution kernels pays for itself
+        # within the first epoch (fp32 stays fp32: TF32 is not switched on)
+        torch.backends.cudnn.benchmark = True
+    return state
 
 
 def get_device() -> torch.device:

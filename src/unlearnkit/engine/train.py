@@ -63,6 +63,36 @@ def check_finite(loss: Tensor, where: str, step: int) -> None:
         raise NumericalError(f"{where}: loss became {loss.item()} at step {step}; lower the learning rate")
 
 
+class LossWatch:
+    """`check_finite` for a training loop, without making the CPU wait for the GPU at every step.
+
+    Reading a CUDA loss back to the host (`isfinite(...).all()` as a Python bool) synchronises the stream, so the
+    CPU could no longer queue the next step while the GPU ran this one. On CUDA the flags are gathered on the
+    device and read every `every` steps and at the end of each epoch; the error then names the step range. The
+    CPU checks every step (nothing to overlap there)."""
+
+    def __init__(self, where: str, device: torch.device, every: int = 50) -> None:
+        self.where, self.every = where, every if device.type == "cuda" else 1
+        self.bad: Tensor | None = None
+        self.first = 0
+
+    def add(self, loss: Tensor, step: int) -> None:
+        if self.every == 1:
+            check_finite(loss, self.where, step)
+            return
+        flag = ~torch.isfinite(loss.detach()).all()
+        self.bad = flag if self.bad is None else self.bad | flag
+        if step + 1 - self.first >= self.every:
+            self.check(step)
+
+    def check(self, step: int) -> None:
+        """Raise if any loss since the last check was NaN or infinite."""
+        if self.bad is not None and bool(self.bad):
+            raise NumericalError(f"{self.where}: the loss became NaN or infinite between steps {self.first} and "
+                                 f"{step}; lower the learning rate")
+        self.bad, self.first = None, step + 1
+
+
 def fit(model: nn.Module, data: Part, cfg: TrainConfig, device: torch.device, generator: torch.Generator,
         desc: str = "train", loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
         on_epoch: Callable[[nn.Module, int], bool] | None = None) -> list[float]:
@@ -84,6 +114,7 @@ def fit(model: nn.Module, data: Part, cfg: TrainConfig, device: torch.device, ge
     sched = make_scheduler(opt, cfg.schedule, cfg.epochs * steps_per_epoch)
     stage = fit_stage(desc, cfg.epochs)  # epoch checkpoints for --resume (None when not checkpointing)
     start, step, history = stage.restore(model, opt, sched, generator) if stage else (0, 0, [])
+    watch = LossWatch(desc, device)
     for epoch in progress(range(start, cfg.epochs), desc, cfg.epochs - start):
         model.train()
         total, count = torch.zeros((), device=device), 0
@@ -92,7 +123,7 @@ def fit(model: nn.Module, data: Part, cfg: TrainConfig, device: torch.device, ge
             x, y, weight = distributed.my_share(x, y)
             with autocast(device, cfg.precision):
                 loss = loss_fn(net(x).float(), y)
-            check_finite(loss, desc, step)
+            watch.add(loss, step)
             opt.zero_grad(set_to_none=True)
             (loss * weight if weight != 1.0 else loss).backward()
             opt.step()
@@ -100,6 +131,7 @@ def fit(model: nn.Module, data: Part, cfg: TrainConfig, device: torch.device, ge
             total += loss.detach() * len(y) * (weight > 0)
             count += len(y) * (weight > 0)
             step += 1
+        watch.check(step - 1)
         total_all, count_all = distributed.sum_over_ranks(float(total), count)
         history.append(total_all / max(1, count_all))
         runlog.epoch(desc, len(history), cfg.epochs, history[-1])
