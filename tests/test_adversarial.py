@@ -144,3 +144,23 @@ def test_body_lr_slows_the_feature_extractor_only_in_long_games():
     assert len(short_game) == 1  # a short game (a small job) moves everything at full speed
     described = Adversarial(make_config(Adversarial, ["preset=seed"])).generator_groups(model, steps=500)
     assert len(described) == 1  # preset=seed keeps the description's single learning rate
+
+
+def test_a_game_too_short_to_forget_is_replayed_safer_not_returned_unchanged(tmp_path):
+    """Issue 21: on a small colour folder the automatic budget gave a short game in which the whole network
+    moved at full speed and collapsed; the guard then handed back the input model. Now a safer game follows
+    (the body ten times slower, at least `slow_body_from` steps) and forgets, and every game is recorded."""
+    folder = make_imagefolder(tmp_path / "photos", {n: 30 for n in ("elephant", "horse", "zebra", "lion")}, size=16)
+    orig = train(f"imagefolder:{folder}", "cnn-small", tmp_path / "orig", epochs=8, batch_size=16, lr=0.05,
+                 image_size=16, val_fraction=0.2)
+    assert _metrics(orig)["test_acc"] >= 90.0
+    run = forget(orig, "adversarial", tmp_path / "f", forget_class="elephant",
+                 settings=["lr=0.05", "budget=0.0001", "min_steps=20", "check_every=5", "slow_body_from=40"])
+    m = _metrics(run)
+    games = m["adversarial"]["attempts"]
+    assert games[0]["game"] == "as set" and games[0]["steps"] == 20 and games[0]["stopped_early"]
+    assert games[0]["kept_step"] == 0 and games[0]["forget_batch_acc"] >= 90.0  # this game alone: unchanged
+    assert len(games) >= 2 and games[1]["steps"] >= 40 and games[1]["body_lr"] == pytest.approx(1e-4)
+    assert m["adversarial"]["attempt"] == games[-1]["game"] and not games[-1]["stopped_early"]
+    assert m["original"]["forget_test_acc"] >= 90.0 and m["forget_test_acc"] <= 10.0
+    assert m["test_acc"] >= 85.0

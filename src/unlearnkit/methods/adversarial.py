@@ -31,6 +31,14 @@ accuracy; and "real" is sharpened (temperature 0.6), since a model retrained wit
 images more confidently than the original's masked-out residual belief does. `--set preset=seed` runs the
 description's own losses and hyper-parameters instead.
 
+When a game fails (the guard stops it on collapse, it leaves more than `forgotten_at` (1%) of a forget batch
+recognised, or it costs more than `retain_tolerance` (3) points of held-out retain accuracy), safer games are
+played from the input model, up to `retries` (3) of them: the body at body_lr whatever the game's length, then
+the head alone, then a third of the rates for twice as long (ATTEMPTS). The first game that succeeds is kept,
+else the best under `Attempt.rank`; every game is recorded under `attempts` in metrics.json. Why: on a small
+real-photo folder (issue 21) the automatic budget gave a 32-step game in which the whole network moved at full
+speed and collapsed, and the guard handed back the input model unchanged.
+
 Related designs: Discriminative Adversarial Unlearning (Sharma et al. 2024: an attacker separates forget
 from held-out outputs, the defender adds CE on retain) and SG-Unlearn (Di et al. 2025: a Stackelberg game
 against a membership auditor).
@@ -40,6 +48,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,13 +76,13 @@ PRESETS: dict[str, dict] = {
     # (retrain 0.80).
     "default": {"features": "profile", "real": "unseen", "temperature": 0.6, "body_lr": 1e-4, "adv_weight": 1.0,
                 "ce_weight": 1.0, "kl_weight": 1.0, "epochs": None, "epoch_of": "longer", "augment": True,
-                "bn": "frozen", "collapse_drop": 20.0},
+                "bn": "frozen", "collapse_drop": 20.0, "retries": 3},
     # The description: logits in, real = extractor(retain), no retain loss, 20 epochs with cosine annealing.
     # Its zip() loop ended each epoch with the forget loader, so an epoch there is one pass over the forget
     # set; no augmentation; BatchNorm in training mode; no collapse guard (a drop > 100 points cannot happen).
     "seed": {"features": "logits", "real": "retain", "temperature": 1.0, "adv_weight": 1.0, "ce_weight": 0.0,
              "kl_weight": 0.0, "epochs": 20.0, "epoch_of": "forget", "augment": False, "bn": "train",
-             "collapse_drop": 100.0, "body_lr": None},
+             "collapse_drop": 100.0, "body_lr": None, "retries": 0},
 }
 FEATURES = ("profile", "logits")
 PROFILE_BOUND = 8.0
@@ -117,6 +126,9 @@ class Adversarial(Method):
         d_steps: int = 1
         check_every: int = 20
         guard_size: int = 256
+        retries: int | None = None  # safer games to try when one collapses or leaves the class (see ATTEMPTS)
+        forgotten_at: float = 1.0  # % of a forget batch still recognised at or below which a game forgot
+        retain_tolerance: float = 3.0  # points of held-out retain accuracy a game may cost and still count
 
         def validate(self) -> None:
             if self.preset not in PRESETS:
@@ -137,7 +149,10 @@ class Adversarial(Method):
                       (self.temperature > 0, "temperature must be > 0"),
                       (min(self.adv_weight, self.ce_weight, self.kl_weight) >= 0, "loss weights must be >= 0"),
                       (min(self.check_every, self.guard_size, self.min_steps) >= 1,
-                       "check_every, guard_size and min_steps must be >= 1")]
+                       "check_every, guard_size and min_steps must be >= 1"),
+                      (0 <= self.retries <= len(ATTEMPTS) - 1, f"retries must be 0..{len(ATTEMPTS) - 1}"),
+                      (0 <= self.forgotten_at <= 100 and self.retain_tolerance >= 0,
+                       "forgotten_at must be 0..100 and retain_tolerance >= 0")]
             for ok, msg in checks:
                 if not ok:
                     raise UserError(f"adversarial: {msg}")
@@ -185,85 +200,130 @@ class Adversarial(Method):
         per_step = c.batch_size * (2 if protect else 1) + c.batch_size / 3  # G fwd+bwd, extractor fwd (~1/3)
         return max(c.min_steps, int(c.budget * task.train_config.epochs * n_retain / per_step))
 
-    def generator_groups(self, model: nn.Module, steps: int) -> list[dict]:
-        """Adam parameter groups: the classifier head at g_lr (or lr), the feature extractor at body_lr.
+    def generator_groups(self, model: nn.Module, steps: int, plan: Plan | None = None) -> list[dict]:
+        """Adam parameter groups for one game, as its `plan` says.
 
-        Only in a game of at least `slow_body_from` steps: the head alone forgets a class within a few dozen
-        steps, but a short game (a small job) needs the whole network to move at full speed to forget at all.
+        `auto` (the first game): the classifier head at g_lr (or lr) and the feature extractor at body_lr, but only
+        in a game of at least `slow_body_from` steps; a shorter game moves the whole network at g_lr. `slow`: the
+        body at body_lr (lr / 10 when unset) whatever the length. `frozen`: the head alone. Each rate is scaled
+        by the plan's `lr_scale`.
         """
-        c = self.config
-        if c.body_lr is None or steps < c.slow_body_from:
-            return [{"params": list(model.parameters())}]
+        c, plan = self.config, plan or ATTEMPTS[0]
+        g_lr = (c.g_lr or c.lr) * plan.lr_scale
+        body_lr = (c.body_lr if c.body_lr is not None else c.lr / 10) * plan.lr_scale
+        if plan.body == "auto" and (c.body_lr is None or steps < c.slow_body_from):
+            return [{"params": list(model.parameters()), "lr": g_lr}]
         head = {id(p) for p in last_linear(model).parameters()}
-        return [{"params": [p for p in model.parameters() if id(p) in head]},
-                {"params": [p for p in model.parameters() if id(p) not in head], "lr": c.body_lr}]
+        groups = [{"params": [p for p in model.parameters() if id(p) in head], "lr": g_lr}]
+        if plan.body != "frozen":
+            groups.append({"params": [p for p in model.parameters() if id(p) not in head], "lr": body_lr})
+        return groups
 
     def unlearn(self, model: nn.Module, task: UnlearnTask) -> nn.Module:
-        c, dev = self.config, task.device
-        fmask = torch.zeros(task.num_classes, dtype=torch.bool, device=dev)
+        """Play the game; when it collapses or leaves the class recognised, play safer ones (ATTEMPTS) from the
+        input model, and keep the best game under the declared rule of `Attempt.rank` (held-out retain
+        accuracy and the forget set only: never the test split). Every game is recorded in metrics.json."""
+        c = self.config
+        fmask = torch.zeros(task.num_classes, dtype=torch.bool, device=task.device)
         fmask[task.forget_classes] = True
         self._forget_mask = fmask.cpu()
-        original = copy.deepcopy(model).eval().requires_grad_(False)
+        start = {k: v.detach().clone() for k, v in model.state_dict().items()}
         retain, held = _hold_out(task.retain, c.guard_size, task.generator)
-        forget = task.forget
-        steps = self.steps_for(task, len(retain), len(forget))
+        base = self.steps_for(task, len(retain), len(task.forget))
+        attempts: list[Attempt] = []
+        best: Attempt | None = None
+        for i, plan in enumerate(ATTEMPTS[: 1 + c.retries]):
+            if attempts:
+                model.load_state_dict(start)
+            a = self._play(model, task, retain, held, fmask, plan, plan.steps(base, c))
+            attempts.append(a)
+            if best is None or a.rank(c) < best.rank(c):
+                best = a
+            else:
+                a.model_state = a.disc_state = None  # keep one spare copy of the weights, not one per game
+            if a.succeeded(c) or i == c.retries:
+                break
+            say(f"adversarial: game '{a.label}' ({a.steps_run} of {a.steps} steps) {a.why_not(c)}; trying "
+                f"'{ATTEMPTS[i + 1].label}' from the input model")
+        assert best is not None
+        if best.nan_only:
+            raise NumericalError(f"adversarial: {best.stop_reason} before any healthy step; nothing to keep: "
+                                 f"lower lr or g_lr")
+        model.load_state_dict(best.model_state)
+        disc = Discriminator(task.num_classes)
+        disc.load_state_dict(best.disc_state)
+        model.eval()
+        if best.left > 5.0:
+            say(f"adversarial: {best.left:.0f}% of a forget batch is still recognised after {best.steps_run} steps: "
+                f"raise epochs (or g_lr) to finish forgetting")
+        self._disc = disc.eval().cpu()
+        task.artifacts["discriminator"] = self._disc.state_dict()
+        task.figures.update({"preset": c.preset, **best.figures(), "attempt": best.label,
+                             "attempts": [a.summary() for a in attempts]})
+        return model
+
+    def _play(self, model: nn.Module, task: UnlearnTask, retain: Part, held: Part, fmask: Tensor, plan: Plan,
+              steps: int) -> Attempt:
+        """One game of `steps` steps from the model as it is; the guard keeps its last healthy state."""
+        c, dev = self.config, task.device
+        t0 = time.perf_counter()
+        original = copy.deepcopy(model).eval().requires_grad_(False)
         disc = Discriminator(task.num_classes).to(dev)
+        groups = self.generator_groups(model, steps, plan)
+        body_lr = groups[1]["lr"] if len(groups) > 1 else None  # before the schedule anneals it in place
+        moving = {id(p) for g in groups for p in g["params"]}
+        frozen = [p for p in model.parameters() if id(p) not in moving and p.requires_grad]
+        for p in frozen:  # a frozen body needs no gradient: the game then costs little more than forward passes
+            p.requires_grad_(False)
         adam = {"betas": tuple(c.betas), "weight_decay": c.weight_decay}
-        opt_g = torch.optim.Adam(self.generator_groups(model, steps), lr=c.g_lr or c.lr, **adam)
+        opt_g = torch.optim.Adam(groups, **adam)
         opt_d = torch.optim.Adam(disc.parameters(), lr=c.lr, **adam)
         sched = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=steps) for o in (opt_g, opt_d)]
         r_it = retain.cycle(c.batch_size, dev, task.generator, augment=c.augment)
-        f_it = forget.cycle(c.batch_size, dev, task.generator, augment=c.augment)
+        f_it = task.forget.cycle(c.batch_size, dev, task.generator, augment=c.augment)
         guard = Guard(model, held, c.collapse_drop, dev, companion=disc)
         model.train(c.bn == "train")
         hist: dict[str, list] = {"step": [], "d_loss": [], "g_adv": [], "guard_acc": []}
         recent: list[tuple[float, float]] = []
         done = 0
-        for step in progress(range(steps), "adversarial", steps):
-            xr, yr = next(r_it)
-            xf, _ = next(f_it)
-            d_loss, g_adv = self._step(model, original, disc, opt_g, opt_d, xr, yr, xf, fmask)
-            if not (math.isfinite(d_loss) and math.isfinite(g_adv)):
-                guard.fail(f"loss became NaN/inf at step {step + 1}")
-                break
-            for s in sched:
-                s.step()
-            done = step + 1
-            recent = (recent + [(d_loss, g_adv)])[-20:]
-            if done % c.check_every == 0 or done == steps:
-                ok = guard.check(model, done)
-                hist["step"].append(done)
-                hist["d_loss"].append(round(sum(r[0] for r in recent) / len(recent), 4))
-                hist["g_adv"].append(round(sum(r[1] for r in recent) / len(recent), 4))
-                hist["guard_acc"].append(round(guard.last_acc, 2) if math.isfinite(guard.last_acc) else None)
-                if not ok:
+        try:
+            for step in progress(range(steps), f"adversarial ({plan.label})", steps):
+                xr, yr = next(r_it)
+                xf, _ = next(f_it)
+                d_loss, g_adv = self._step(model, original, disc, opt_g, opt_d, xr, yr, xf, fmask)
+                if not (math.isfinite(d_loss) and math.isfinite(g_adv)):
+                    guard.fail(f"loss became NaN/inf at step {step + 1}")
                     break
-        if guard.stop_reason and guard.best_step == 0 and "NaN" in guard.stop_reason:
-            # Nothing healthy to keep (issue 9): stop like every method does on a NaN, naming method and step.
-            raise NumericalError(f"adversarial: {guard.stop_reason} before any healthy step; nothing to keep: "
-                                 f"lower lr or g_lr")
+                for sc in sched:
+                    sc.step()
+                done = step + 1
+                recent = (recent + [(d_loss, g_adv)])[-20:]
+                if done % c.check_every == 0 or done == steps:
+                    ok = guard.check(model, done)
+                    hist["step"].append(done)
+                    hist["d_loss"].append(round(sum(r[0] for r in recent) / len(recent), 4))
+                    hist["g_adv"].append(round(sum(r[1] for r in recent) / len(recent), 4))
+                    hist["guard_acc"].append(round(guard.last_acc, 2) if math.isfinite(guard.last_acc) else None)
+                    if not ok:
+                        break
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
         if guard.stop_reason:
             guard.restore(model)
             say(f"adversarial: stopped early ({guard.stop_reason}); kept the last healthy state "
                 f"(step {guard.best_step} of {steps})")
         model.eval()
-        left = self._still_recognised(model, forget, task)
-        if left > 5.0:
-            say(f"adversarial: {left:.0f}% of a forget batch is still recognised after {done} steps: raise epochs "
-                f"(or g_lr) to finish forgetting")
-        self._disc = disc.eval().cpu()
-        task.artifacts["discriminator"] = disc.state_dict()
-        task.figures.update({
-            "preset": c.preset, "steps": steps, "steps_run": done,
-            "body_lr": c.body_lr if c.body_lr is not None and steps >= c.slow_body_from else None,
-            "stopped_early": guard.stop_reason is not None,
-            "stop_reason": guard.stop_reason, "kept_step": guard.best_step if guard.stop_reason else done,
-            "final_d_loss": hist["d_loss"][-1] if hist["d_loss"] else None,
-            "final_g_loss": hist["g_adv"][-1] if hist["g_adv"] else None,
-            "guard_retain_acc": {"start": round(guard.start, 2), "end": round(guard.accuracy(model), 2)},
-            "forget_batch_acc": round(left, 2),
-            "history": hist})
-        return model
+        return Attempt(
+            label=plan.label, steps=steps, steps_run=done, stop_reason=guard.stop_reason,
+            kept_step=guard.best_step if guard.stop_reason else done,
+            nan_only=bool(guard.stop_reason and guard.best_step == 0 and "NaN" in guard.stop_reason),
+            guard_start=guard.start, guard_end=guard.accuracy(model),
+            left=self._still_recognised(model, task.forget, task),
+            body_lr=body_lr,
+            frozen_body=plan.body == "frozen", hist=hist, seconds=time.perf_counter() - t0,
+            model_state={k: v.detach().clone() for k, v in model.state_dict().items()},
+            disc_state={k: v.detach().cpu().clone() for k, v in disc.state_dict().items()})
 
     @staticmethod
     def _still_recognised(model: nn.Module, forget: Part, task: UnlearnTask, n: int = 256) -> float:
@@ -424,6 +484,94 @@ def profile(logits: Tensor, forget_mask: Tensor, temperature: float = 1.0, exclu
     return torch.cat([kept / bound, odds / bound, ent], 1)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """One game's setting: how the body moves, a scale on the learning rates and on the step count."""
+
+    label: str
+    body: str = "auto"  # auto (slow only in long games) | slow (always at body_lr) | frozen (the head alone)
+    lr_scale: float = 1.0
+    steps_scale: float = 1.0
+    long: bool = False  # at least `slow_body_from` steps
+
+    def steps(self, base: int, c: Adversarial.Config) -> int:
+        n = int(math.ceil(base * self.steps_scale))
+        return max(n, c.slow_body_from) if self.long else n
+
+
+#: The games `adversarial` plays, in order, until one forgets without costing the retained classes (issue 21:
+#: on a small real-photo folder the automatic budget gave a 32-step game in which the whole network moved at
+#: full speed and collapsed, and the guard handed the input model back). Each later game is safer: a body that
+#: moves ten times slower, then the head alone (which forgets a class within a few dozen steps and cannot
+#: disturb the features), then lower rates for twice as long.
+ATTEMPTS: tuple[Plan, ...] = (
+    Plan("as set"),
+    Plan("slow body", body="slow", long=True),
+    Plan("head only", body="frozen", long=True),
+    Plan("lower lr", body="slow", lr_scale=1 / 3, steps_scale=2.0, long=True),
+)
+
+
+@dataclass
+class Attempt:
+    """What one game did: its numbers for metrics.json and, for the best game so far, its weights."""
+
+    label: str
+    steps: int
+    steps_run: int
+    stop_reason: str | None
+    kept_step: int
+    nan_only: bool
+    guard_start: float
+    guard_end: float
+    left: float  # % of a fixed forget batch still recognised
+    body_lr: float | None
+    frozen_body: bool
+    hist: dict
+    seconds: float
+    model_state: dict | None = None
+    disc_state: dict | None = None
+
+    @property
+    def drop(self) -> float:
+        return self.guard_start - self.guard_end
+
+    def succeeded(self, c: Adversarial.Config) -> bool:
+        """Forgot (at most `forgotten_at`% of the forget batch recognised) within `retain_tolerance` points of
+        held-out retain accuracy, and no guard stop."""
+        return self.stop_reason is None and self.left <= c.forgotten_at and self.drop <= c.retain_tolerance
+
+    def why_not(self, c: Adversarial.Config) -> str:
+        if self.stop_reason:
+            return f"stopped ({self.stop_reason})"
+        if self.left > c.forgotten_at:
+            return f"left {self.left:.1f}% of a forget batch recognised"
+        return f"cost {self.drop:.1f} points of held-out retain accuracy"
+
+    def rank(self, c: Adversarial.Config) -> tuple:
+        """The declared rule for keeping a game (lower is better): a NaN game with nothing healthy last; then
+        games within `retain_tolerance` before those beyond it; then the least recognised forget batch; then the
+        smaller retain cost."""
+        return (self.nan_only, self.drop > c.retain_tolerance, round(self.left, 2), round(self.drop, 2))
+
+    def summary(self) -> dict:
+        return {"game": self.label, "steps": self.steps, "steps_run": self.steps_run,
+                "stopped_early": self.stop_reason is not None, "stop_reason": self.stop_reason,
+                "kept_step": self.kept_step, "forget_batch_acc": round(self.left, 2),
+                "guard_retain_acc": {"start": round(self.guard_start, 2), "end": round(self.guard_end, 2)},
+                "body_lr": self.body_lr, "frozen_body": self.frozen_body, "seconds": round(self.seconds, 2)}
+
+    def figures(self) -> dict:
+        """The chosen game's figures, under the keys metrics.json has always had."""
+        h = self.hist
+        return {"steps": self.steps, "steps_run": self.steps_run, "body_lr": self.body_lr,
+                "stopped_early": self.stop_reason is not None, "stop_reason": self.stop_reason,
+                "kept_step": self.kept_step, "final_d_loss": h["d_loss"][-1] if h["d_loss"] else None,
+                "final_g_loss": h["g_adv"][-1] if h["g_adv"] else None,
+                "guard_retain_acc": {"start": round(self.guard_start, 2), "end": round(self.guard_end, 2)},
+                "forget_batch_acc": round(self.left, 2), "history": h}
+
+
 def _hold_out(part: Part, n: int, generator: torch.Generator) -> tuple[Part, Part]:
     """Split off `n` retain samples (at most a tenth) that training never sees: the guard's held-out batch."""
     n = max(1, min(n, len(part) // 10))
@@ -477,5 +625,5 @@ class Guard:
             self.companion.load_state_dict(self.best[1])
 
 
-__all__ = ["PRESETS", "Adversarial", "Guard", "profile"]
+__all__ = ["ATTEMPTS", "PRESETS", "Adversarial", "Attempt", "Guard", "Plan", "profile"]
 
