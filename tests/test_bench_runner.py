@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 
 from unlearnkit.bench.runner import Row, Scenario, Suite, mean_std, run
+from unlearnkit.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_runner_writes_tables_and_reuses_cache(tmp_path):
@@ -101,3 +104,58 @@ def test_parallel_backdoor_script_reads_every_process_back(tmp_path):
     cost = (out / "attack_cost.md").read_text()
     assert "| badnets |" in cost and "digits / cnn-small, 1 seed(s)" in cost
     assert sorted(p.name for p in (out / "logs").iterdir()) == ["badnets-s0.log", "clean-s0.log"]
+
+
+def _fake_cifar_copy(root, per_class: int = 8) -> None:
+    """CIFAR-10's image-folder layout with a few tiny JPEGs per class (a colour per class)."""
+    import numpy as np
+    from PIL import Image
+
+    from unlearnkit.data.datasets import CIFAR10_CLASSES
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for ci, name in enumerate(CIFAR10_CLASSES):
+            d = root / "cifar10" / split / name
+            d.mkdir(parents=True)
+            for i in range(per_class):
+                img = np.full((16, 16, 3), 25 * ci, dtype=np.uint8) + rng.integers(0, 20, (16, 16, 3), dtype=np.uint8)
+                Image.fromarray(img).save(d / f"{i:04d}.jpg")
+
+
+def test_folders_suite_builds_its_image_folder_once_and_runs_a_cell(tmp_path, monkeypatch):
+    """Suite `folders` (issue 21): a seeded subset of CIFAR-10's copy becomes an image folder, once; bad cell
+    settings are one-line errors; the matrix script runs a cell against retraining and checks the targets."""
+    import importlib.util
+
+    from unlearnkit.bench import build_suite
+    from unlearnkit.bench.folders import pick_classes
+
+    monkeypatch.setenv("UNLEARNKIT_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("UNLEARNKIT_BENCH_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(UserError, match="CIFAR-10's image-folder copy"):
+        build_suite("folders", {"classes": "3"})
+    _fake_cifar_copy(tmp_path / "data")
+    for bad, msg in (({"classes": "11"}, "2..10"), ({"forget": "3", "classes": "3"}, "forget"),
+                     ({"size": "abc"}, "whole number"), ({"colour": "1"}, "no setting")):
+        with pytest.raises(UserError, match=msg):
+            build_suite("folders", bad)
+    cell = {"classes": "3", "per_class": "6", "test_per_class": "3", "size": "16"}
+    suite = build_suite("folders", cell)
+    folder = tmp_path / "cache" / "folders" / "c3-n6-t3-s16-f1-x0"
+    assert suite.data == f"imagefolder:{folder}" and suite.train["image_size"] == 16
+    names = pick_classes({"classes": 3, "subset": 0})
+    assert sorted(p.name for p in (folder / "train").iterdir()) == sorted(names)
+    assert all(len(list((folder / "train" / n).iterdir())) == 6 for n in names)
+    assert suite.scenarios[0].request == {"forget_class": names[0]}
+    stamp = (folder / "train" / names[0]).stat().st_mtime_ns
+    build_suite("folders", cell)  # built once: the second call reuses it
+    assert (folder / "train" / names[0]).stat().st_mtime_ns == stamp
+    spec = importlib.util.spec_from_file_location("baf", ROOT / "benchmarks" / "bench_adversarial_folders.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "out"
+    assert mod.main(["--out", str(out), "--methods", "adversarial", "--cell",
+                     "classes=3 per_class=6 test_per_class=3 size=16 arch=cnn-small epochs=2"]) == 0
+    table = (out / "matrix.md").read_text()
+    assert "| c3-n6-t3-s16-f1-x0 | cnn-small | adversarial |" in table and "Targets (issue 21)" in table
