@@ -111,3 +111,46 @@ def test_bench_only_seeds_must_be_seeds(capsys, tmp_path):
     run_bad(capsys, ["bench", "class", "--out", str(tmp_path / "b"), "--only-seeds", "one,2"],
             "'one,2' is not a list of seeds", "--only-seeds 1,2")
     assert not (tmp_path / "b").exists()
+
+
+def test_no_command_writes_into_or_over_a_run_it_reads(capsys, digits_run, tmp_path):
+    """Issue 19's three data-loss cases, and their relatives: refused before any work, the run byte-identical."""
+    before = tree_hash(digits_run)
+    run_bad(capsys, ["report", str(digits_run), "--out", str(digits_run / "meta.json"), "--overwrite", "--quiet"],
+            "--out", "inside", "reads")
+    run_bad(capsys, ["report", str(digits_run), "--out", str(digits_run / "report.html"), "--quiet"], "inside")
+    run_bad(capsys, _forget(digits_run, tmp_path / "o", "--forget-class", "3", "--tensorboard", str(digits_run)),
+            "--tensorboard", "inside")
+    run_bad(capsys, _forget(digits_run, digits_run / "sub", "--forget-class", "3"), "--out", "inside")
+    run_bad(capsys, _forget(digits_run, digits_run.parent, "--forget-class", "3", "--overwrite"),
+            "contains", "--overwrite would delete")
+    assert tree_hash(digits_run) == before and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--seed", "-1"], "--seed -1 is out of range"),
+    (["--seed", "99999999999999999999999"], "--seed"),
+    (["--clean-size", "0", "--backdoor"], "--clean-size 0"),
+])
+def test_ranges_are_checked_before_any_work(capsys, digits_run, tmp_path, args, expect):
+    extra = args if "--backdoor" in args else [*args, "--forget-class", "3"]
+    err = run_bad(capsys, _forget(digits_run, tmp_path / "o", *extra), expect, "from")
+    assert "unlearning" not in err and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--val-fraction", "0.999"], "--val-fraction 0.999"),
+    (["--seed", "4294967296"], "--seed"),
+    (["--lr", "nan"], "--lr nan"),
+    (["--epochs", "0"], "--epochs 0"),
+])
+def test_train_ranges(capsys, tmp_path, args, expect):
+    run_bad(capsys, ["train", "--out", str(tmp_path / "o"), "--quiet", *args], expect)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("args, expect", [(["--method", "bogus"], "bogus"), (["--forget-class", "99"], "99"),
+                                          (["--method", "ibau"], "does not forget classes")])
+def test_demo_checks_its_arguments_before_training(capsys, tmp_path, args, expect):
+    run_bad(capsys, ["demo", "--out", str(tmp_path / "d"), "--quiet", *args], expect)
+    assert not (tmp_path / "d").exists()

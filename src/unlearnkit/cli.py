@@ -391,8 +391,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if a.command is None:
             parser.print_help()
             raise UserError("no command given: choose one of the commands above")
+        from .checks import check_command
         from .engine.progress import set_quiet
         from .engine.runlog import set_command
+
+        check_command(vars(a))
 
         set_command(list(sys.argv[1:] if argv is None else argv))
         set_quiet(getattr(a, "quiet", False))

@@ -32,6 +32,7 @@ def demo(out: str | Path = "unlearnkit-demo", forget_class: str = "3", overwrite
     if out.exists() and not overwrite:
         raise UserError(f"output {out} already exists: choose another --out or pass --overwrite")
     method = method or best_method()
+    _check(method, forget_class)
     say(f"[1/2] training cnn-small on digits -> {out / 'original'}")
     original = train("digits", "cnn-small", out / "original", epochs=30, batch_size=64, lr=0.05, seed=0,
                      overwrite=overwrite)
@@ -39,6 +40,17 @@ def demo(out: str | Path = "unlearnkit-demo", forget_class: str = "3", overwrite
     run = forget(original, method, out / "forget", forget_class=forget_class, retrain=True, seed=0,
                  overwrite=overwrite)
     return json.loads((run / "metrics.json").read_text())
+
+
+def _check(method: str, forget_class: str) -> None:
+    """Refuse a bad --method or --forget-class before the model is trained (a minute of work, then the error)."""
+    from .data.datasets import load_dataset
+    from .data.splits import parse_classes
+
+    cls = METHODS.get(method)
+    if "class" not in getattr(cls, "scenarios", frozenset({"class"})):
+        raise UserError(f"method {method!r} does not forget classes: choose one of {', '.join(PREFERENCE)}")
+    parse_classes(forget_class, load_dataset("digits").classes)
 
 
 def format_table(metrics: dict, method: str) -> str:
