@@ -1,0 +1,85 @@
+"""SIGTERM stops every registered method within seconds and leaves no output (issue 19: `fine-pruning` once ran
+on for 208 s after the signal and wrote its output).
+
+Each method runs in a child process, set up to run for hours, on a tiny run; once it says it is unlearning, it
+gets SIGTERM and must exit with 130 within `LIMIT` seconds, with no output folder and nothing that looks complete.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from unlearnkit.engine.progress import set_quiet
+from unlearnkit.methods.base import METHODS
+from unlearnkit.pipeline import train
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+LIMIT = 5.0
+# settings that make each method run for hours on the tiny run (the class methods: epochs=100000)
+LONG = {"adversarial": ["epochs=5000"], "unsir": ["noise_steps=10000000"], "anp": ["iterations=100000000"],
+        "fine-pruning": ["epochs=100000"], "ibau": ["rounds=100000"], "nad": ["teacher_epochs=100000"],
+        "ngf": ["steps=100000000"]}
+# `hyperforget` samples a model from a trained hypernetwork in well under a second: there is no loop to stop
+METHODS_TESTED = [m for m in METHODS.names() if m != "hyperforget"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    set_quiet(True)
+    root = tmp_path_factory.mktemp("sigterm")
+    kw = {"epochs": 1, "batch_size": 128}  # cnn-small: the convolutions and BatchNorm that every defence needs
+    return {"clean": train("digits", "cnn-small", root / "clean", **kw),
+            "poisoned": train("digits", "cnn-small", root / "poisoned", poison="badnets", **kw)}
+
+
+def _lines(stream, q: queue.Queue) -> None:
+    for line in stream:
+        q.put(line)
+    q.put(None)
+
+
+@pytest.mark.parametrize("method", METHODS_TESTED)
+def test_sigterm_stops_every_method_within_seconds(runs: dict[str, Path], tmp_path: Path, method: str) -> None:
+    backdoor = not METHODS.get(method).scenarios
+    run = runs["poisoned" if backdoor else "clean"]
+    request = ["--backdoor", "--clean-size", "100"] if backdoor else ["--forget-class", "3"]
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "unlearnkit", "forget", str(run), "--method", method, "--out", str(out), *request,
+           "--set", *LONG.get(method, ["epochs=100000"])]
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    q: queue.Queue = queue.Queue()
+    threading.Thread(target=_lines, args=(proc.stderr, q), daemon=True).start()
+    seen, deadline = [], time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            line = q.get(timeout=max(0.1, deadline - time.monotonic()))
+            assert line is not None, f"{method} ended before it was signalled: {''.join(seen)[-2000:]}"
+            seen.append(line)
+            if f"unlearning with {method}" in line:
+                break
+        else:
+            pytest.fail(f"{method} never started unlearning: {''.join(seen)[-2000:]}")
+        time.sleep(1.0)  # well inside the method's own loop
+        assert proc.poll() is None, f"{method} finished instead of running for hours"
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 130, f"{method}: exit {code}"
+    assert took <= LIMIT, f"{method} took {took:.1f} s to stop after SIGTERM"
+    assert not out.exists(), f"{method} left {sorted(p.name for p in out.iterdir())}"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.tmp")]
