@@ -6,6 +6,7 @@ data-parallel under `torchrun` (gloo on CPU, nccl on GPU).
 
 from __future__ import annotations
 
+import atexit
 import os
 from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache
@@ -22,11 +23,30 @@ def _state():
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
         cpu = True  # torchrun on a machine without GPUs: accelerate joins the ranks only in its CPU (gloo) mode
     state = PartialState(cpu=cpu)
+    if state.num_processes > 1:
+        atexit.register(_leave_together)
     if state.device.type == "cuda":
         # every batch has the same shape, so cuDNN's one-off timing of its convolution kernels pays for itself
         # within the first epoch (fp32 stays fp32: TF32 is not switched on)
         torch.backends.cudnn.benchmark = True
     return state
+
+
+def _leave_together() -> None:
+    """At exit under torchrun: wait for every rank, then close the process group.
+
+    Why: a rank that exits while its peer is still finishing the last collective closes its sockets with
+    unread data in them, which resets the connection; the peer then fails with gloo's "Connection closed by
+    peer" although both had done all their work (issue 19: `tests/test_ddp.py` failed this way once, on rank 1
+    during the forget step). A barrier first means no rank leaves before the others have reached the end.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def get_device() -> torch.device:
