@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -154,3 +155,23 @@ def test_train_ranges(capsys, tmp_path, args, expect):
 def test_demo_checks_its_arguments_before_training(capsys, tmp_path, args, expect):
     run_bad(capsys, ["demo", "--out", str(tmp_path / "d"), "--quiet", *args], expect)
     assert not (tmp_path / "d").exists()
+
+
+def test_a_second_command_on_the_same_out_is_refused_and_unusable_outputs_fail_first(capsys, digits_run, tmp_path):
+    """Issue 19: two commands writing one --out collided (or the later silently replaced the earlier); an
+    output that cannot be written failed only after the training."""
+    from unlearnkit.checks import lock_output, release_outputs
+
+    out = tmp_path / "o"
+    lock_output(out)  # another command holds it
+    try:
+        run_bad(capsys, _forget(digits_run, out, "--forget-class", "3"), "another unlearnkit command", "--out")
+    finally:
+        release_outputs()
+    assert not out.exists() and not list(tmp_path.glob(".o*"))
+    (tmp_path / "file").write_text("x")
+    run_bad(capsys, ["train", "--out", str(tmp_path / "file" / "run"), "--quiet"], "is not a folder")
+    run_bad(capsys, ["train", "--out", str(tmp_path / ("n" * 250)), "--quiet"], "longer than 200 bytes")
+    run_bad(capsys, ["train", "--out", "/proc/x", "--quiet"], "/proc/x")
+    run_bad(capsys, ["train", "--out", os.fsdecode(bytes(tmp_path / "o") + b"\xff"), "--quiet"], "not valid UTF-8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

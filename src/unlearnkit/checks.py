@@ -86,3 +86,72 @@ def check_command(args: dict[str, Any]) -> None:
     inputs = [args.get(k) for k in ("run", "reference", "hypernet", "checkpoint", "forget_indices")]
     inputs += list(args.get("runs") or [])
     check_outputs(inputs, {"--out": args.get("out"), "--tensorboard": args.get("tensorboard")})
+    if args.get("out") and args.get("command") not in (None, "list", "evaluate", "predict"):
+        from .engine.distributed import is_main
+
+        if is_main():
+            lock_output(args["out"])
+
+
+_LOCKS: list[Any] = []
+
+
+def lock_output(out: str | Path, flag: str = "--out") -> None:
+    """Hold a lock beside `out` until the process ends, so that a second command writing the same output gets a
+    one-line error instead of silently replacing the first one's work or colliding in its `.partial` folder.
+
+    Also checks, before any work, that the output can be written at all: a parent that is a file, a read-only
+    or missing place (/proc/x) or an over-long name fails here, not after the training."""
+    import fcntl
+    import os
+
+    path = Path(out).expanduser()
+    parent = path.parent if str(path.parent) else Path(".")
+    probe = parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{flag} {out}: {probe} is not a folder: choose an output inside a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {out}: {probe} is not writable: choose an output where you can write")
+    if len(path.name.encode("utf-8", "surrogateescape")) > 200:
+        raise UserError(f"{flag} {out}: the name is longer than 200 bytes: choose a shorter one")
+    try:
+        path.name.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise UserError(f"{flag} {out!r}: the name is not valid UTF-8: choose a name in plain characters") from err
+    if probe != parent:
+        return  # nothing there yet to lock; the folders are made when the run is written
+    lock = parent / f".{path.name}.lock"
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise UserError(f"{flag} {out}: cannot write beside it ({err.strerror}): choose another output") from err
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            os.close(fd)
+            raise UserError(f"another unlearnkit command is writing {flag} {out} right now: wait for it to finish "
+                            f"or choose another {flag}") from err
+        try:  # the file we locked must still be the one at that path (a finishing holder may have removed it)
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            _LOCKS.append((fd, lock))
+            return
+        os.close(fd)
+
+
+def release_outputs() -> None:
+    """Remove and release the locks this process holds (the end of a command)."""
+    import os
+
+    while _LOCKS:
+        fd, lock = _LOCKS.pop()
+        try:
+            os.unlink(lock)
+        except OSError:
+            pass
+        os.close(fd)

@@ -423,6 +423,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"UNLEARNKIT_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 1
     finally:
+        from .checks import release_outputs
+
+        release_outputs()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
