@@ -175,3 +175,25 @@ def test_a_second_command_on_the_same_out_is_refused_and_unusable_outputs_fail_f
     run_bad(capsys, ["train", "--out", "/proc/x", "--quiet"], "/proc/x")
     run_bad(capsys, ["train", "--out", os.fsdecode(bytes(tmp_path / "o") + b"\xff"), "--quiet"], "not valid UTF-8")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["bench", "class", "--reuse-only", "--set", "epochs=abc", "quick=true"], "epochs=abc is not a whole number"),
+    (["bench", "class", "--reuse-only", "--set", "epochs=nan", "quick=true"], "epochs=nan"),
+    (["bench", "backdoor", "--reuse-only", "--set", "clean=abc", "quick=true"], "clean=abc"),
+    (["bench", "random", "--reuse-only", "--set", "fraction=abc", "quick=true"], "fraction=abc is not a number"),
+    (["bench", "class", "--reuse-only", "--set", "bogus=1", "quick=true"], "no setting 'bogus'"),
+    (["bench", "backdoor-cifar10", "--reuse-only", "--set", "ratio=2"], "ratio=2 is out of range"),
+    (["train", "--arch", "mlp", "--arch-kwargs", "hidden=0", "--epochs", "1"], "hidden=0"),
+    (["train", "--arch", "mlp", "--arch-kwargs", "depth=-1", "--epochs", "1"], "depth=-1"),
+])
+def test_former_internal_errors_are_one_line_errors(capsys, tmp_path, args, expect):
+    """Issue 19: each of these was an internal error (exit 1) or silently accepted."""
+    run_bad(capsys, [*args, "--out", str(tmp_path / "o"), "--quiet"], expect)
+    assert not list(tmp_path.iterdir())
+
+
+def test_unknown_optimizer_is_a_user_error_and_leaves_nothing(capsys, digits_run, tmp_path):
+    run_bad(capsys, _forget(digits_run, tmp_path / "o", "--forget-class", "3", "--set", "optimizer=bogus"),
+            "optimizer=bogus", "sgd or adam")
+    assert not list(tmp_path.iterdir())

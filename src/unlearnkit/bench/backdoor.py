@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import UserError
 from . import register_suite
-from .runner import FASHION_MNIST_RESNET18, Column, Row, Scenario, Suite, key
+from .runner import FASHION_MNIST_RESNET18, Column, Row, Scenario, Suite, key, no_other_settings, setting
 
 ATTACKS = ("badnets", "blend", "sig", "wanet", "trojan", "l0-inv", "l2-inv")
 BASELINES = ("finetune", "fine-pruning", "nad", "anp")
@@ -35,10 +34,8 @@ COLUMNS = [_before("clean_acc"), _before("asr"), key("clean_acc"), key("asr"), k
 @register_suite("backdoor")
 def backdoor_suite(settings: dict[str, Any]) -> Suite:
     s = dict(settings)
-    clean, small = int(s.pop("clean", 3000)), int(s.pop("small", 100))
-    if s:
-        raise UserError(f"suite 'backdoor' has no setting {sorted(s)[0]!r}: use clean=N, small=N or the common "
-                        f"quick=, data=, arch=, epochs=, methods=, scenarios=")
+    clean, small = setting(s, "clean", 3000, "backdoor"), setting(s, "small", 100, "backdoor")
+    no_other_settings(s, "backdoor", "clean=N, small=N ")
     scenarios = [Scenario(a, {"backdoor": True}, train={"poison": a, "target": 0, "poison_ratio": 0.1},
                           reference=False) for a in ATTACKS]
     rows = [Row("ibau", request={"clean_size": clean}, label="ibau"),

@@ -26,10 +26,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import UserError
 from . import register_suite
 from .backdoor import COLUMNS as BACKDOOR_COLUMNS
-from .runner import Column, Row, Scenario, Suite
+from .runner import Column, Row, Scenario, Suite, no_other_settings, setting
 
 ATTACKS: dict[str, dict[str, Any]] = {
     "badnets": {"size": 3, "margin": 0},
@@ -53,28 +52,14 @@ def _damaged(m: dict) -> float | None:
 COLUMNS = list(BACKDOOR_COLUMNS) + [Column("damaged", _damaged)]
 
 
-def _number(settings: dict[str, Any], key: str, default: float, kind: type) -> Any:
-    raw = settings.pop(key, default)
-    try:
-        value = kind(raw)
-    except (TypeError, ValueError) as err:
-        raise UserError(f"suite 'backdoor-cifar10': {key}={raw} is not a number: e.g. {key}={default}") from err
-    if not value > 0 or value != value:
-        raise UserError(f"suite 'backdoor-cifar10': {key}={raw} must be positive: e.g. {key}={default}")
-    return value
-
-
 @register_suite("backdoor-cifar10")
 def backdoor_cifar10_suite(settings: dict[str, Any]) -> Suite:
     s = dict(settings)
-    ratio = _number(s, "ratio", 0.1, float)
-    clean, small = _number(s, "clean", 2500, int), _number(s, "small", 100, int)
-    lr = _number(s, "lr", BACKDOORBENCH_TRAIN["lr"], float)
-    if s:
-        raise UserError(f"suite 'backdoor-cifar10' has no setting {sorted(s)[0]!r}: use ratio=, clean=, small=, lr= "
-                        f"or the common quick=, data=, arch=, epochs=, methods=, scenarios=")
-    if not ratio < 1:
-        raise UserError(f"suite 'backdoor-cifar10': ratio={ratio} must be below 1: e.g. ratio=0.1")
+    name = "backdoor-cifar10"
+    ratio = setting(s, "ratio", 0.1, name, float, lo=1e-4, hi=0.99)
+    clean, small = setting(s, "clean", 2500, name), setting(s, "small", 100, name)
+    lr = setting(s, "lr", BACKDOORBENCH_TRAIN["lr"], name, float, lo=1e-8, hi=10)
+    no_other_settings(s, name, "ratio=, clean=, small=, lr= ")
     scenarios = [Scenario(a, {"backdoor": True}, reference=False,
                           train={"poison": a, "target": 0, "poison_ratio": ratio, "poison_settings": dict(p)})
                  for a, p in ATTACKS.items()]

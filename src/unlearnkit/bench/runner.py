@@ -105,6 +105,28 @@ class Suite:
 COMMON_SETTINGS = ("quick", "data", "arch", "epochs", "methods", "scenarios", "cache")
 
 
+def setting(settings: dict[str, Any], key: str, default: float, suite: str, kind: type = int,
+            lo: float = 1, hi: float = 1_000_000) -> Any:
+    """Pop a numeric suite setting, checked: a value that is not a number of `kind`, not finite or outside
+    [lo, hi] is a one-line error naming the suite, the key and an example (e.g. `--set epochs=abc`)."""
+    raw = settings.pop(key, default)
+    try:
+        value = kind(raw) if kind is float else int(str(raw))
+    except (TypeError, ValueError) as err:
+        what = "a whole number" if kind is int else "a number"
+        raise UserError(f"suite {suite!r}: {key}={raw} is not {what}: e.g. {key}={default}") from err
+    if not (value == value and lo <= value <= hi):
+        raise UserError(f"suite {suite!r}: {key}={raw} is out of range: give {lo:g} to {hi:g}, e.g. {key}={default}")
+    return value
+
+
+def no_other_settings(settings: dict[str, Any], suite: str, known: str) -> None:
+    """Refuse a setting the suite does not have (a typo would otherwise be silently ignored)."""
+    if settings:
+        raise UserError(f"suite {suite!r} has no setting {sorted(settings)[0]!r}: use {known}or the common quick=, "
+                        f"data=, arch=, epochs=, methods=, scenarios=, cache=")
+
+
 def apply_common_settings(suite: Suite, settings: dict[str, Any]) -> Suite:
     """Settings every suite accepts: quick=true (digits, cnn-small, few epochs: for tests), data=, arch=,
     epochs=, methods=a,b (keep only these rows), scenarios=a,b; cache=DIR is read by `run_suite`."""
@@ -115,7 +137,7 @@ def apply_common_settings(suite: Suite, settings: dict[str, Any]) -> Suite:
     suite.data = s.pop("data", suite.data)
     suite.arch = s.pop("arch", suite.arch)
     if "epochs" in s:
-        suite.train = {**suite.train, "epochs": int(s.pop("epochs"))}
+        suite.train = {**suite.train, "epochs": setting(s, "epochs", 6, suite.name, hi=100_000)}
     if "methods" in s:
         keep = str(s.pop("methods")).replace(";", ",").split(",")
         suite.rows = [r for r in suite.rows if r.name in keep or r.method in keep]

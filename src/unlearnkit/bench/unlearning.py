@@ -16,7 +16,20 @@ from __future__ import annotations
 from typing import Any
 
 from . import register_suite
-from .runner import FASHION_MNIST_RESNET18, RA, TA, UA, Column, Row, Scenario, Suite, gap, key
+from .runner import (
+    FASHION_MNIST_RESNET18,
+    RA,
+    TA,
+    UA,
+    Column,
+    Row,
+    Scenario,
+    Suite,
+    gap,
+    key,
+    no_other_settings,
+    setting,
+)
 
 # The original models' recipe, shared by every Fashion-MNIST suite (and so their cached models).
 FASHION_TRAIN: dict[str, Any] = dict(FASHION_MNIST_RESNET18)
@@ -81,12 +94,16 @@ def _suite(name: str, scenario: Scenario) -> Suite:
 @register_suite("class")
 def class_suite(settings: dict) -> Suite:
     """Forget one class (default 0, `--set forget_class=C`) of Fashion-MNIST with every baseline."""
-    return _suite("class", Scenario(f"class-{settings.get('forget_class', 0)}",
-                                    {"forget_class": str(settings.get("forget_class", 0))}))
+    s = dict(settings)
+    forget_class = str(s.pop("forget_class", 0))
+    no_other_settings(s, "class", "forget_class=C ")
+    return _suite("class", Scenario(f"class-{forget_class}", {"forget_class": forget_class}))
 
 
 @register_suite("random")
 def random_suite(settings: dict) -> Suite:
     """Forget a random 10% (`--set fraction=F`) of Fashion-MNIST's training set with every baseline."""
-    frac = float(settings.get("fraction", 0.1))
+    s = dict(settings)
+    frac = setting(s, "fraction", 0.1, "random", float, lo=1e-6, hi=0.99)
+    no_other_settings(s, "random", "fraction=F ")
     return _suite("random", Scenario(f"random-{frac:g}", {"forget_random": frac}))

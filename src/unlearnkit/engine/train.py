@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.bundle import Part
-from ..errors import NumericalError
+from ..errors import NumericalError, UserError
 from . import distributed, runlog
 from .checkpoint import fit_stage
 from .device import autocast, fast_layout
@@ -48,7 +48,7 @@ def make_optimizer(params, name: str, lr: float, momentum: float = 0.9,
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"optimizer must be 'sgd' or 'adam', not {name!r}")
+    raise UserError(f"optimizer={name}: choose sgd or adam")
 
 
 def make_scheduler(opt: torch.optim.Optimizer, name: str, total_steps: int):
