@@ -258,3 +258,25 @@ def test_cli_says_not_forgotten_when_nothing_was_forgotten(tmp_path: Path, run: 
     assert m["verdict"]["status"] == NOT_FORGOTTEN and m["verdict"]["basis"] == "absolute"
     code, stdout, _ = run_cli("evaluate", tmp_path / "f", "--json")
     assert json.loads(stdout)["verdict"]["status"] == NOT_FORGOTTEN
+
+
+def test_an_unchanged_model_is_not_forgotten(tmp_path: Path, mlp_run: Path) -> None:
+    """Issue 22: a run that changed nothing was judged FORGOTTEN (the original already sat near the retrained
+    model). Every prediction equal to the original's is now UNCHANGED, whatever the other checks say."""
+    from unlearnkit import forget
+
+    out = forget(mlp_run, "finetune", tmp_path / "noop", forget_random=0.1, settings={"lr": 1e-12, "epochs": 1},
+                 retrain=True)
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["agreement_with_original"] == 100.0
+    assert m["verdict"]["status"] == "unchanged" and m["verdict"]["reasons"][0].startswith("UNCHANGED")
+    v = verdict({**m, "agreement_with_original": 99.99}, "random")
+    assert v["status"] != "unchanged"
+
+
+def test_a_near_chance_model_is_not_forgotten() -> None:
+    """Issue 22: a model at 17.7% test accuracy was judged FORGOTTEN (class forgetting, absolute checks)."""
+    m = {"forget_acc": 0.0, "forget_test_acc": 0.0, "test_acc": 17.7, "retain_acc": 18.0,
+         "per_class_acc": {"test": [0.0] * 6}, "original": {"test_acc": 53.6, "forget_test_acc": 48.0}}
+    v = verdict(m, "class")
+    assert v["status"] == "damaged" and "near chance" in v["reasons"][0]

@@ -83,6 +83,13 @@ def test_page_is_self_contained_and_shows_every_section(runs):
     assert "asked to forget class “3”" in text and "a random 10% of the training samples" in text
     assert text.count("Full configuration (meta.json)") == 3 and '"finetune"' in text  # meta.json, escaped
     assert "train: epoch 10/10" in text  # the run's log.txt
+    # issue 22: each forget run's verdict comes first in its section, coloured by its status, with its reasons
+    html = runs["page"].read_text()
+    for i in (0, 1):  # run-0 is f1, run-1 is f2
+        section = html.split(f'id="run-{i}"')[1]
+        assert section.index(f'id="verdict-{i}"') < section.index('class="lede"')
+        status = json.loads((runs[f"f{i + 1}"] / "metrics.json").read_text())["verdict"]["status"]
+        assert f"Verdict: {status.upper()}" in section.split("</div>")[0]
 
 
 def test_forget_run_records_the_loss_curves_of_its_training_loops(runs):

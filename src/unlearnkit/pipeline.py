@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -384,7 +385,7 @@ def forget(run: str | Path, method: str, out: str | Path, *, forget_class: str |
     ref_run = _check_reference(reference, src, req) if reference is not None else None
     device = get_device()
     model = src.build_model(device)
-    original, _ = _input_metrics(src, model, bundle, req, seed, None)
+    original, p_orig = _input_metrics(src, model, bundle, req, seed, None)
     fingerprint = {"command": "forget", "run": _digest(src.path), "method": method,
                    "settings": config_dict(make_config(cls, settings)), "scenario": req.scenario,
                    "forget": req.spec.to_dict() if req.spec else None, "clean_size": clean_size, "seed": seed,
@@ -415,6 +416,7 @@ def forget(run: str | Path, method: str, out: str | Path, *, forget_class: str |
             metrics = compare(metrics, ref_metrics, p, p_ref)
             meta["reference"] = str(Path(reference).resolve())
         metrics["original"] = {k: v for k, v in original.items() if k not in ("confusion_test",)}
+        metrics["agreement_with_original"] = agreement(p, p_orig)
         _add_der(metrics, metrics["original"])
         figures = {**figures, **res.method.extra_metrics(
             unlearned, ref_model, EvalData(bundle, req.split, req.scenario, seed, p, p_ref), device)}
@@ -427,6 +429,18 @@ def forget(run: str | Path, method: str, out: str | Path, *, forget_class: str |
         writer.write_json("meta.json", meta)
         writer.write_json("metrics.json", metrics)
         return writer.commit()
+
+
+def agreement(p: Predictions, q: Predictions) -> float | None:
+    """% of the test, retain and forget images on which two models predict the same class, rounded down (100.0
+    only when every prediction agrees: the verdict then calls the run unchanged)."""
+    same = total = 0
+    for a, b in ((p.test_logits, q.test_logits), (p.retain_logits, q.retain_logits),
+                 (p.forget_logits, q.forget_logits)):
+        if a is not None and b is not None and len(a) == len(b):
+            same += int((a.argmax(1) == b.argmax(1)).sum())
+            total += len(a)
+    return math.floor(10000.0 * same / total) / 100.0 if total else None
 
 
 def _digest(run_dir: Path) -> dict:

@@ -1,4 +1,4 @@
-"""A verdict on a forget run: "forgotten", "not forgotten", "inconclusive" or "damaged", with the reasons.
+"""A verdict on a forget run: "forgotten", "not forgotten", "inconclusive", "unchanged" or "damaged", with reasons.
 
 Numbers without judgement let a user ship a model that still remembers. Each check below compares one
 metric with a threshold; the thresholds are deliberately simple so that a reader can check them by hand.
@@ -29,6 +29,10 @@ Between a pass and a fail threshold the verdict is "inconclusive". Utility losse
 or clean_acc more than UTILITY_DROP (10) points below the reference, or the original without one) are
 listed as `warnings`.
 
+"unchanged" overrides the checks above: the unlearned model predicts the same class as the original on every
+test, retain and forget image (`agreement_with_original` 100), so nothing was forgotten, even where the original
+already sat close to the retrained model or passed the absolute thresholds.
+
 "damaged" overrides all of the above, in every scenario: the model's own accuracy (clean_acc for a
 backdoor, test_acc otherwise, which for class forgetting covers the retained classes) is more than
 DAMAGE_DROP (10) points below the original model's (the retrained model's when the original's is not in the
@@ -40,6 +44,7 @@ headline never calls it so.
 from __future__ import annotations
 
 FORGOTTEN, NOT_FORGOTTEN, INCONCLUSIVE, DAMAGED = "forgotten", "not forgotten", "inconclusive", "damaged"
+UNCHANGED = "unchanged"
 
 REF_ACC_TOL, REF_ACC_FAIL = 5.0, 10.0
 REF_MIA_TOL, REF_MIA_FAIL = 10.0, 20.0
@@ -157,6 +162,10 @@ def verdict(metrics: dict, scenario: str | None) -> dict | None:
             status = INCONCLUSIVE
             reasons.append("the original model already passed these checks, so they cannot show that anything "
                            "was forgotten: compare against a retrained model (--retrain)")
+    if metrics.get("agreement_with_original") == 100.0:
+        status = UNCHANGED
+        reasons = ["UNCHANGED: the model predicts the same class as the original model on every test, retain and "
+                   "forget image: nothing was forgotten, whatever the other checks say"] + reasons
     damage = _damage(metrics, scenario, original, ref)
     if damage:
         status, reasons = DAMAGED, [f"DAMAGED: {d}" for d in damage] + reasons

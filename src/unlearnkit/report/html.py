@@ -196,7 +196,7 @@ def _run_section(index: int, label: str, run: Run, data_root: str | Path | None)
               meta.get("scenario") or "", meta["data"]["spec"], meta["arch"]["name"]]
     parts = [f'<section class="run card" id="run-{index}"><h2>{e(label)} '
              + "".join(f'<span class="badge">{e(b)}</span>' for b in badges if b) + "</h2>",
-             f'<p class="lede">{_verdict(meta, m)}</p>', _cards(m)]
+             _verdict_box(index, m), f'<p class="lede">{_verdict(meta, m)}</p>', _cards(m)]
     if not m:
         parts.append('<p class="note">This run has no metrics.json: run <code>unlearnkit evaluate</code>.</p>')
     try:
@@ -235,6 +235,19 @@ def _related(run: Run) -> dict[str, Run]:
 
 # --------------------------------------------------------------------------- headline
 
+def _verdict_box(index: int, m: dict) -> str:
+    """The verdict first, coloured by its status, with its reasons and warnings (metrics.json's `verdict`)."""
+    v = m.get("verdict")
+    if not isinstance(v, dict) or "status" not in v:
+        return ""
+    status = str(v["status"])
+    reasons = "".join(f"<li>{e(str(r))}</li>" for r in v.get("reasons") or [])
+    warnings = "".join(f'<li class="warn">warning: {e(str(w))}</li>' for w in v.get("warnings") or [])
+    basis = "a retrained model" if v.get("basis") == "reference" else "absolute thresholds"
+    return (f'<div class="verdict v-{e(status.replace(" ", "-"))}" id="verdict-{index}"><strong>Verdict: '
+            f"{e(status.upper())}</strong> (judged against {basis})<ul>{reasons}{warnings}</ul></div>")
+
+
 def _verdict(meta: dict, m: dict) -> str:
     """One sentence saying what happened, from the numbers."""
     if meta.get("kind") != "forget":
@@ -267,7 +280,9 @@ def _verdict(meta: dict, m: dict) -> str:
     if "avg" in m.get("gap", {}):
         extras.append(f"average gap to retraining <b>{_num(m['gap']['avg'])}</b>")
     if "speedup" in m:
-        extras.append(f"<b>{_num(m['speedup'], 1)}×</b> faster than retraining")
+        sp = m["speedup"]
+        extras.append(f"<b>{_num(sp, 1)}×</b> faster than retraining" if sp >= 1 else
+                      f"<b>slower than retraining</b> ({_num(1 / sp, 1)}× its time)" if sp > 0 else "")
     if extras:
         tail = ", ".join(extras)
         s += " " + tail[0].upper() + tail[1:] + "."

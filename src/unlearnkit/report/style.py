@@ -72,4 +72,11 @@ details summary { cursor: pointer; font-weight: 600; }
 pre { background: #0f172a; color: #e2e8f0; padding: 12px 14px; border-radius: 8px; overflow: auto; max-height: 420px;
   font-size: 12px; line-height: 1.4; }
 footer { color: var(--muted); font-size: 12px; padding: 4px 24px 30px; }
+.verdict { border-left: 6px solid #888; background: #f5f5f5; padding: .6em 1em; margin: .6em 0 1em; }
+.verdict strong { font-size: 1.15em; letter-spacing: .02em; }
+.verdict ul { margin: .3em 0 0 1.2em; padding: 0; }
+.verdict .warn { color: #8a5a00; }
+.v-forgotten { border-color: #2e7d32; background: #edf7ee; }
+.v-not-forgotten, .v-damaged { border-color: #c62828; background: #fdecea; }
+.v-inconclusive, .v-unchanged { border-color: #e0a000; background: #fff8e1; }
 """
