@@ -144,6 +144,7 @@ def test_ranges_are_checked_before_any_work(capsys, digits_run, tmp_path, args, 
     (["--seed", "4294967296"], "--seed"),
     (["--lr", "nan"], "--lr nan"),
     (["--epochs", "0"], "--epochs 0"),
+    (["--threads", "0"], "--threads 0"),
 ])
 def test_train_ranges(capsys, tmp_path, args, expect):
     run_bad(capsys, ["train", "--out", str(tmp_path / "o"), "--quiet", *args], expect)

@@ -38,6 +38,7 @@ RANGES: dict[str, tuple[float, float, bool, str]] = {
     "temperature": (0, 100, False, "--temperature"),
     "forget_loss": (0, 1000, True, "--forget-loss"),
     "retain_loss": (0, 1000, True, "--retain-loss"),
+    "threads": (1, 1024, True, "--threads"),
 }
 
 

@@ -60,6 +60,9 @@ def _auto(v: str):
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads for torch (default: torch's choice, all cores); give each of several jobs on "
+                        "one machine its share, e.g. --threads 1 for two jobs on 2 cores")
 
 
 def _resume(p: argparse.ArgumentParser) -> None:
@@ -396,6 +399,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .engine.runlog import set_command
 
         check_command(vars(a))
+        if getattr(a, "threads", None):
+            import torch
+
+            torch.set_num_threads(a.threads)
 
         set_command(list(sys.argv[1:] if argv is None else argv))
         set_quiet(getattr(a, "quiet", False))
