@@ -63,3 +63,15 @@ def test_python_dash_m_entry_point():
     r = subprocess.run([sys.executable, "-m", "unlearnkit", "list", "models"], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0 and "resnet18" in r.stdout
+
+
+def test_list_methods_settings_gives_each_setting_its_default_and_meaning(capsys):
+    """Issue 22: a method's settings were found only by passing a wrong key."""
+    from unlearnkit.cli import main
+
+    assert main(["list", "methods", "--settings"]) == 0
+    out = capsys.readouterr().out
+    assert "  retries=None" in out and "safer games" in out  # adversarial's, with its comment
+    assert "  lr=0.01" in out and "mask learning rate" in out  # anp's
+    assert main(["list", "attacks", "--settings"]) == 0
+    assert "  size=" in capsys.readouterr().out  # badnets' patch size

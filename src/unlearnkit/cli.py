@@ -164,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="what is available")
     ls.add_argument("what", choices=["methods", "attacks", "datasets", "models"])
+    ls.add_argument("--settings", action="store_true",
+                    help="with methods or attacks: every --set setting, its default and what it does")
 
     rp = sub.add_parser("report", help="one self-contained HTML page of one or several runs (plots embedded)")
     rp.add_argument("runs", nargs="+", metavar="RUN")
@@ -327,8 +329,8 @@ def _predict(a: argparse.Namespace) -> int:
 def _list(a: argparse.Namespace) -> int:
     from .api import describe
 
-    for name, text in describe(a.what):
-        print(f"{name:22s}{text}")
+    for name, text in describe(a.what, settings=a.settings):
+        print(f"{name:22s}{text}" if len(name) < 22 else f"{name}  {text}")
     return 0
 
 
