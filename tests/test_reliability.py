@@ -280,3 +280,12 @@ def test_a_near_chance_model_is_not_forgotten() -> None:
          "per_class_acc": {"test": [0.0] * 6}, "original": {"test_acc": 53.6, "forget_test_acc": 48.0}}
     v = verdict(m, "class")
     assert v["status"] == "damaged" and "near chance" in v["reasons"][0]
+
+
+def test_train_warns_about_a_weak_model() -> None:
+    """Issue 22: a 6-class model at 33.8% test accuracy was accepted silently."""
+    from unlearnkit.pipeline import weak_model_warnings
+
+    assert "near chance" in weak_model_warnings({"test_acc": 30.0, "retain_acc": 35.0}, 6)[0]
+    assert "memorises" in weak_model_warnings({"test_acc": 58.6, "retain_acc": 99.0}, 6)[0]
+    assert weak_model_warnings({"test_acc": 91.0, "retain_acc": 96.0}, 10) == []

@@ -146,11 +146,38 @@ def train(data: str = "digits", arch: str = "cnn-small", out: str | Path = "runs
         metrics = {**_backdoor_metrics(model, bundle, meta, device), **metrics}
         metrics["seconds"] = meta["seconds"]
         metrics["train_loss"] = [round(v, 5) for v in history]
+        warnings = weak_model_warnings(metrics, len(bundle.classes))
+        for w in warnings:
+            say(f"warning: {w}")
+        if warnings:
+            metrics["warnings"] = warnings
         meta["versions"] = versions()
         writer.save_model(model)
         writer.write_json("meta.json", meta)
         writer.write_json("metrics.json", metrics)
         return writer.commit()
+
+
+WEAK_NEAR_CHANCE, WEAK_GAP = 2.0, 30.0
+
+
+def weak_model_warnings(metrics: dict, num_classes: int) -> list[str]:
+    """What is wrong with a freshly trained model that unlearning would only build on (issue 22: a 6-class photo
+    folder reached 33.8% test accuracy with no warning): test accuracy within `WEAK_NEAR_CHANCE` times chance,
+    or more than `WEAK_GAP` points below the training accuracy. Each says what to change."""
+    test, fit_acc = metrics.get("test_acc"), metrics.get("retain_acc")
+    if not isinstance(test, (int, float)) or num_classes < 2:
+        return []
+    chance = 100.0 / num_classes
+    out = []
+    if test <= WEAK_NEAR_CHANCE * chance:
+        out.append(f"test accuracy {test:.1f}% is near chance ({chance:.1f}% for {num_classes} classes): this model "
+                   f"has learnt little; train longer (--epochs), try another --lr or --arch, or check the data")
+    elif isinstance(fit_acc, (int, float)) and fit_acc - test > WEAK_GAP:
+        out.append(f"training accuracy {fit_acc:.1f}% but test accuracy {test:.1f}%: the model memorises its "
+                   f"training images; more images per class, fewer --epochs or a smaller --arch will generalise "
+                   f"better (membership inference is easy on such a model, before and after unlearning)")
+    return out
 
 
 def _recipe(epochs: int | None, batch_size: int | None, lr: float | None, optimizer: str | None,
