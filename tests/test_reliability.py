@@ -289,3 +289,21 @@ def test_train_warns_about_a_weak_model() -> None:
     assert "near chance" in weak_model_warnings({"test_acc": 30.0, "retain_acc": 35.0}, 6)[0]
     assert "memorises" in weak_model_warnings({"test_acc": 58.6, "retain_acc": 99.0}, 6)[0]
     assert weak_model_warnings({"test_acc": 91.0, "retain_acc": 96.0}, 10) == []
+
+
+def test_progress_prints_plain_lines_off_a_terminal(capsys, monkeypatch) -> None:
+    """Issue 22: outside a terminal nothing was printed for 13+ minutes. Off a TTY each loop in progress is named
+    in a plain line, at most every PLAIN_EVERY seconds, with the outermost loop's ETA."""
+    from unlearnkit.engine import progress as pg
+
+    monkeypatch.setattr(pg, "PLAIN_EVERY", 0.0)
+    monkeypatch.setattr(pg, "_QUIET", False)
+    seen = [x for _ in pg.progress(range(2), "train", 2) for x in pg.progress([1, 2, 3], "train epoch")]
+    assert seen == [1, 2, 3] * 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("train 0/2, train epoch 1/3 (") and "elapsed" in err[0]
+    assert any(ln.startswith("train 1/2, train epoch 3/3 (") for ln in err) and len(err) == 8
+    assert err[-1].startswith("train 2/2 (") and "left" in err[-1]
+    monkeypatch.setattr(pg, "_QUIET", True)
+    list(pg.progress(range(3), "quiet"))
+    assert capsys.readouterr().err == ""
