@@ -198,3 +198,13 @@ def test_unknown_optimizer_is_a_user_error_and_leaves_nothing(capsys, digits_run
     run_bad(capsys, _forget(digits_run, tmp_path / "o", "--forget-class", "3", "--set", "optimizer=bogus"),
             "optimizer=bogus", "sgd or adam")
     assert not list(tmp_path.iterdir())
+
+
+def test_leftovers_of_a_killed_final_write_are_swept_and_never_read_as_runs(capsys, digits_run, tmp_path):
+    """Issue 19: `.OUT.tmp-*` folders left by a kill during the final write were never cleaned, and `evaluate`
+    accepted one as a run."""
+    left = tmp_path / ".o.tmp-0123abcd"
+    shutil.copytree(digits_run, left)
+    run_bad(capsys, ["evaluate", str(left), "--quiet"], "unfinished output of an interrupted command")
+    assert main(_forget(digits_run, tmp_path / "o", "--forget-class", "3", "--set", "epochs=1")) == 0
+    assert not left.exists() and (tmp_path / "o" / "model.safetensors").is_file()

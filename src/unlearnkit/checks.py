@@ -145,6 +145,13 @@ def lock_output(out: str | Path, flag: str = "--out") -> None:
         os.close(fd)
 
 
+def holds_lock(out: str | Path) -> bool:
+    """Whether this process holds the lock on `out` (taken by `lock_output`)."""
+    path = Path(out).expanduser()
+    want = (path.parent / f".{path.name}.lock").resolve()
+    return any(Path(lock).resolve() == want for _, lock in _LOCKS)
+
+
 def release_outputs() -> None:
     """Remove and release the locks this process holds (the end of a command)."""
     import os

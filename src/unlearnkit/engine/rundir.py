@@ -10,6 +10,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import time
 import uuid
@@ -79,12 +80,22 @@ class Run:
 MAX_CHANNELS, MAX_SIDE = 16, 4096  # beyond any dataset unlearnkit loads; guards model building from absurd shapes
 
 
+#: the temporary names a RunWriter gives an output while writing it (`.OUT.tmp-1a2b3c4d`, `.OUT.old-...`)
+LEFTOVER = re.compile(r"\..+\.(tmp|old)-[0-9a-f]{8}")
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
 def load_run(path: str | Path) -> Run:
     """Read and validate a run directory; any defect is a `UserError` naming it."""
     p = Path(path)
     fix = "pass a directory written by `unlearnkit train` or `unlearnkit forget`"
     if not p.is_dir():
         raise UserError(f"run directory {p} does not exist: {fix}")
+    if LEFTOVER.fullmatch(p.resolve().name):
+        raise UserError(f"{p} is the unfinished output of an interrupted command, not a run: remove it and {fix}")
     for name in (MODEL_FILE, META_FILE):
         if not (p / name).is_file():
             raise UserError(f"run directory {p} is incomplete (no {name}): {fix}")
@@ -219,12 +230,24 @@ class RunWriter:
             raise UserError(f"output {self.out} exists and is not a directory: choose another --out")
         self.overwrite = overwrite
         self.tmp = self.out.parent / f".{self.out.name}.tmp-{uuid.uuid4().hex[:8]}"
+        self._sweep()
         self._made = False
         self._log_start, self._t0 = runlog.mark(), time.perf_counter()
         self._meta: dict = {}
         self._metrics: dict = {}
         if tensorboard is not None and is_main():
             runlog.open_tensorboard(Path(tensorboard).expanduser() / self.out.name)
+
+    def _sweep(self) -> None:
+        """Remove what a command killed during its final write left beside --out (`.OUT.tmp-*`, `.OUT.old-*`),
+        but only while this process holds the lock on --out (`checks.lock_output`): no other writer then exists."""
+        from ..checks import holds_lock
+
+        if not is_main() or not holds_lock(self.out) or not self.out.parent.is_dir():
+            return
+        for left in self.out.parent.glob(f".{glob_escape(self.out.name)}.*-*"):
+            if LEFTOVER.fullmatch(left.name) and left.is_dir():
+                shutil.rmtree(left, ignore_errors=True)
 
     def _ensure(self) -> Path:
         if not self._made and is_main():
