@@ -189,3 +189,20 @@ def test_a_finished_method_is_not_run_again(tmp_path: Path, monkeypatch: pytest.
     cut = forget(run, out=tmp_path / "cut", resume=True, **kw)
     assert len(calls) == 2  # the finished method was read back, not recomputed
     same_run(full, cut)
+
+
+def test_a_corrupt_checkpoint_is_a_one_line_error_that_keeps_the_folder(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 19: a corrupt checkpoint in `.partial` made `--resume` exit 1 (an internal error)."""
+    with monkeypatch.context() as m:
+        interrupt_at(m, "train.", 2)
+        with pytest.raises(KeyboardInterrupt):
+            train(out=tmp_path / "cut", **TRAIN)
+    ck = next(partial_dir(tmp_path / "cut").glob("train.fit0-*.safetensors"))
+    ck.write_bytes(ck.read_bytes()[:100])  # truncated
+    with pytest.raises(UserError, match="unreadable.*delete that file"):
+        train(out=tmp_path / "cut", resume=True, **TRAIN)
+    assert ck.is_file() and (partial_dir(tmp_path / "cut") / "run.json").is_file()  # nothing else lost
+    ck.unlink()
+    cut = train(out=tmp_path / "cut", resume=True, **TRAIN)  # that stage starts again
+    assert (cut / "model.safetensors").is_file()

@@ -211,13 +211,26 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
     _write_atomic(path, save(tensors, metadata={"state": json.dumps(tree)}))
 
 
+CORRUPT_FIX = "delete that file (or the whole .partial folder) to start that stage again"
+
+
+class CorruptCheckpoint(UserError):
+    """A checkpoint that cannot be read back: the other checkpoints beside it are kept (not discarded like the
+    folder after other bad input), so that deleting the one file loses only its stage."""
+
+
 def load_state(path: Path) -> dict[str, Any]:
+    """Read a checkpoint written by `save_state`; a truncated or corrupt one is a one-line `UserError` naming the
+    file (issue 19: a corrupt checkpoint in `.partial` made `--resume` an internal error)."""
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        tree = json.loads(f.metadata()["state"])
-        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no items()
-    return _unpack(tree, tensors)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            tree = json.loads(f.metadata()["state"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no items()
+        return _unpack(tree, tensors)
+    except Exception as err:  # noqa: BLE001 - any defect of the file: safetensors, JSON, a missing key
+        raise CorruptCheckpoint(f"checkpoint {path} is unreadable ({type(err).__name__}): {CORRUPT_FIX}") from err
 
 
 def rng_state(generator: torch.Generator | None) -> dict[str, Any]:
@@ -272,12 +285,16 @@ class FitStage:
         if not self.path.is_file():
             return 0, 0, []
         s = load_state(self.path)
-        _unwrap(model).load_state_dict(s["model"])
-        opt.load_state_dict(s["optimizer"])
-        sched.load_state_dict(s["scheduler"])
-        set_rng_state(s["rng"], generator)
-        self.prior_seconds = float(s["seconds"])
-        history = list(s["history"])
+        try:
+            _unwrap(model).load_state_dict(s["model"])
+            opt.load_state_dict(s["optimizer"])
+            sched.load_state_dict(s["scheduler"])
+            set_rng_state(s["rng"], generator)
+            self.prior_seconds = float(s["seconds"])
+            history = [float(v) for v in s["history"]]
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            raise CorruptCheckpoint(f"checkpoint {self.path} does not fit this run ({type(err).__name__}): "
+                                    f"{CORRUPT_FIX}") from err
         for i, loss in enumerate(history, 1):  # the log and loss curves cover the epochs before the interruption
             runlog.epoch(self.desc, i, self.epochs, loss)
         runlog.log(f"{self.desc}: resumed after epoch {s['epoch']} from {self.path.name}")
@@ -415,6 +432,8 @@ def checkpointing(out: str | Path, fingerprint: dict, resume: bool = False,
     token = _ACTIVE.set(ck)
     try:
         yield ck
+    except CorruptCheckpoint:
+        raise
     except (UserError, NumericalError):
         ck.discard()
         raise
