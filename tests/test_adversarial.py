@@ -165,3 +165,21 @@ def test_a_game_too_short_to_forget_is_replayed_safer_not_returned_unchanged(tmp
     assert m["adversarial"]["attempt"] == games[-1]["game"] and not games[-1]["stopped_early"]
     assert m["original"]["forget_test_acc"] >= 90.0 and m["forget_test_acc"] <= 10.0
     assert m["test_acc"] >= 85.0
+
+
+def test_a_bad_discriminator_file_is_a_one_line_error(mlp_run, tmp_path, capsys):
+    """Issue 19: a bad `discriminator.safetensors` made `predict` an internal error."""
+    import shutil
+
+    from unlearnkit.cli import main
+
+    run = forget(mlp_run, "adversarial", tmp_path / "adv", forget_class="3", settings=["epochs=1"])
+    copy_ = tmp_path / "copy"
+    shutil.copytree(run, copy_)
+    (copy_ / "discriminator.safetensors").write_bytes(b"\x00" * 64)
+    img = tmp_path / "three.png"
+    _save_png(img, load_run(mlp_run))
+    capsys.readouterr()
+    assert main(["predict", str(copy_), str(img), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "discriminator" in err and "delete it" in err

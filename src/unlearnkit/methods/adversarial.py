@@ -451,7 +451,11 @@ class Adversarial(Method):
 
         c = int(meta["num_classes"])
         disc = Discriminator(c)
-        disc.load_state_dict(load_file(str(path)))
+        try:
+            disc.load_state_dict(load_file(str(path)))
+        except Exception as err:  # noqa: BLE001 - any defect of the user's file: truncated, wrong keys or shapes
+            raise UserError(f"{path} is not this run's discriminator ({type(err).__name__}): restore it from the "
+                            f"run's original copy, or delete it to predict without discriminator scores") from err
         fmask = torch.zeros(c, dtype=torch.bool)
         fmask[list((meta.get("forget") or {}).get("classes", []))] = True
         return [{"discriminator_score": round(float(s), 4)} for s in scores(disc.eval(), self.features(logits, fmask))]
