@@ -199,3 +199,16 @@ def test_tensorboard_missing_is_a_one_line_user_error(tmp_path, monkeypatch):
     with pytest.raises(UserError, match=r"pip install 'unlearnkit\[tb\]'"):
         unlearnkit.train("digits", "mlp", tmp_path / "run", epochs=1, tensorboard=tmp_path / "tb")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_malformed_metrics_json_is_ignored_not_an_internal_error(runs, tmp_path):
+    """Issue 19: a hand-edited metrics.json (a string where a number belongs) made `report` an internal error.
+    Metrics are derived numbers: a malformed file is ignored as an unreadable one is, and the page still renders."""
+    from unlearnkit.cli import main
+
+    bad = tmp_path / "bad"
+    shutil.copytree(runs["one"], bad)
+    m = json.loads((bad / "metrics.json").read_text())
+    (bad / "metrics.json").write_text(json.dumps({**m, "test_acc": "abc", "per_class_acc": {"test": "x"}}))
+    assert main(["report", str(bad), "--out", str(tmp_path / "r.html"), "--quiet"]) == 0
+    assert (tmp_path / "r.html").is_file()

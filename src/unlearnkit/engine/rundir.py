@@ -118,7 +118,36 @@ def load_run(path: str | Path) -> Run:
             metrics = json.loads((p / METRICS_FILE).read_text())
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             metrics = {}
-    return Run(p, meta, metrics if isinstance(metrics, dict) else {})
+    if not isinstance(metrics, dict) or _metrics_problem(metrics):
+        metrics = {}  # derived numbers: a hand-edited or corrupt file is ignored, as an unreadable one is
+    return Run(p, meta, metrics)
+
+
+NUMERIC_METRICS = ("test_acc", "retain_acc", "forget_acc", "forget_test_acc", "mia_efficacy", "mia_loss_auc",
+                   "clean_acc", "asr", "robust_acc", "der", "seconds", "speedup", "agreement_with_original")
+
+
+def _metrics_problem(m: dict, depth: int = 0) -> str | None:
+    """The first wrongly typed field a report or a comparison would read (None when there is none)."""
+    for k in NUMERIC_METRICS:
+        if k in m and m[k] is not None and not isinstance(m[k], (int, float)) or isinstance(m.get(k), bool):
+            return f"{k} is not a number"
+    pca = m.get("per_class_acc")
+    if pca is not None and not (isinstance(pca, dict) and all(
+            isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+            for v in pca.values())):
+        return "per_class_acc is not lists of numbers"
+    conf = m.get("confusion_test")
+    if conf is not None and not (isinstance(conf, list) and all(
+            isinstance(r, list) and all(_is_int(x) for x in r) for r in conf)):
+        return "confusion_test is not a matrix of counts"
+    loss = m.get("train_loss")
+    if loss is not None and not (isinstance(loss, list) and all(_is_num(x) for x in loss)):
+        return "train_loss is not a list of numbers"
+    for k in ("reference", "original", "gap") if depth == 0 else ():
+        if k in m and not (isinstance(m[k], dict) and _metrics_problem(m[k], 1) is None):
+            return f"{k} is malformed"
+    return None
 
 
 def _is_int(v: Any) -> bool:
