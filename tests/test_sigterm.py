@@ -83,3 +83,45 @@ def test_sigterm_stops_every_method_within_seconds(runs: dict[str, Path], tmp_pa
     assert took <= LIMIT, f"{method} took {took:.1f} s to stop after SIGTERM"
     assert not out.exists(), f"{method} left {sorted(p.name for p in out.iterdir())}"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.tmp")]
+
+
+def _long_command(kind: str, runs: dict[str, Path], tmp: Path) -> tuple[list[str], Path, Path]:
+    """(the command line, its output, the folder whose appearance says the work has started)."""
+    out = tmp / "out"
+    if kind == "train":
+        return ["train", "--data", "digits", "--arch", "mlp", "--epochs", "100000", "--out", str(out)], out, \
+            tmp / ".out.partial"
+    if kind == "hyperforget train":
+        return ["hyperforget", "train", str(runs["clean"]), "--out", str(out), "--set", "head_epochs=100000"], out, \
+            tmp / ".out.partial"
+    return ["bench", "class", "--out", str(out), "--seeds", "1", "--set", "quick=true", "epochs=100000",
+            f"cache={tmp / 'cache'}"], out, tmp / "cache"
+
+
+@pytest.mark.parametrize("kind", ["train", "hyperforget train", "bench"])
+def test_sigterm_stops_every_long_command_within_seconds(runs: dict[str, Path], tmp_path: Path, kind: str) -> None:
+    """The long commands too: once their work has started (a checkpoint folder appears), SIGTERM ends them within
+    `LIMIT` seconds with exit 130, no output and, for train, the checkpoints kept for --resume."""
+    args, out, started = _long_command(kind, runs, tmp_path)
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", "unlearnkit", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, f"{kind} ended early: {proc.stderr.read()[-2000:]}"
+        assert started.exists(), f"{kind} never started"
+        time.sleep(1.5)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = proc.stderr.read()
+    assert code == 130, f"{kind}: exit {code}: {err[-1000:]}"
+    assert took <= LIMIT, f"{kind} took {took:.1f} s to stop after SIGTERM"
+    assert not out.exists() and "interrupted" in err.strip().splitlines()[-1]
