@@ -248,16 +248,18 @@ def test_verdict_says_damaged_for_a_model_that_no_longer_classifies() -> None:
     assert format_verdict(verdict(one_class, "backdoor")).startswith("verdict: DAMAGED")
 
 
-def test_cli_says_not_forgotten_when_nothing_was_forgotten(tmp_path: Path, run: Path) -> None:
-    """finetune with a learning rate of ~0 changes nothing: the verdict must not call that forgotten."""
+def test_cli_says_unchanged_when_nothing_was_forgotten(tmp_path: Path, run: Path) -> None:
+    """finetune with a learning rate of ~0 changes nothing: the verdict must not call that forgotten. Every
+    prediction equals the original's, so it says UNCHANGED (issue 22), with the failed checks below, and
+    `evaluate` (which cannot see the original model) keeps that from the run's metrics."""
     code, stdout, err = run_cli("forget", run, "--method", "finetune", "--forget-class", "5", "--set", "epochs=1",
                                 "lr=1e-9", "--out", tmp_path / "f", "--quiet")
     assert code == 0, err
-    assert "verdict: NOT FORGOTTEN" in stdout, stdout
+    assert "verdict: UNCHANGED" in stdout and "FAIL: forgotten-class test accuracy" in stdout, stdout
     m = json.loads((tmp_path / "f" / "metrics.json").read_text())
-    assert m["verdict"]["status"] == NOT_FORGOTTEN and m["verdict"]["basis"] == "absolute"
+    assert m["verdict"]["status"] == "unchanged" and m["verdict"]["basis"] == "absolute"
     code, stdout, _ = run_cli("evaluate", tmp_path / "f", "--json")
-    assert json.loads(stdout)["verdict"]["status"] == NOT_FORGOTTEN
+    assert json.loads(stdout)["verdict"]["status"] == "unchanged"
 
 
 def test_an_unchanged_model_is_not_forgotten(tmp_path: Path, mlp_run: Path) -> None:

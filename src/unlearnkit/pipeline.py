@@ -589,6 +589,8 @@ def evaluate(run: str | Path, reference: str | Path | None = None, data_root: st
         metrics = compare(metrics, ref_metrics, p, p_ref)
     if isinstance(src.metrics.get("original"), dict):
         metrics["original"] = src.metrics["original"]  # the model before unlearning is not in this run
+    if src.metrics.get("agreement_with_original") is not None:  # nor can its predictions be compared again
+        metrics["agreement_with_original"] = src.metrics["agreement_with_original"]
     judged = verdict(metrics, scenario)
     if judged is not None:
         metrics["verdict"] = judged
