@@ -43,6 +43,20 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "poisoned": train("digits", "cnn-small", root / "poisoned", poison="badnets", **kw)}
 
 
+def _terminate(proc: subprocess.Popen) -> tuple[int, float]:
+    """Send SIGTERM; (exit code, seconds until the process ended)."""
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=60), time.monotonic() - t0
+
+
+def _reap(proc: subprocess.Popen) -> None:
+    """Kill a child that is still running (a failed test must not leave it behind)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 def _lines(stream, q: queue.Queue) -> None:
     for line in stream:
         q.put(line)
@@ -74,14 +88,9 @@ def test_sigterm_stops_every_method_within_seconds(runs: dict[str, Path], tmp_pa
             pytest.fail(f"{method} never started unlearning: {''.join(seen)[-2000:]}")
         time.sleep(1.0)  # well inside the method's own loop
         assert proc.poll() is None, f"{method} finished instead of running for hours"
-        t0 = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=60)
-        took = time.monotonic() - t0
+        code, took = _terminate(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _reap(proc)
     assert code == 130, f"{method}: exit {code}"
     assert took <= LIMIT, f"{method} took {took:.1f} s to stop after SIGTERM"
     assert not out.exists(), f"{method} left {sorted(p.name for p in out.iterdir())}"
@@ -116,14 +125,9 @@ def test_sigterm_stops_every_long_command_within_seconds(runs: dict[str, Path], 
         assert proc.poll() is None, f"{kind} ended early: {proc.stderr.read()[-2000:]}"
         assert started.exists(), f"{kind} never started"
         time.sleep(1.5)
-        t0 = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=60)
-        took = time.monotonic() - t0
+        code, took = _terminate(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _reap(proc)
     err = proc.stderr.read()
     assert code == 130, f"{kind}: exit {code}: {err[-1000:]}"
     assert took <= LIMIT, f"{kind} took {took:.1f} s to stop after SIGTERM"

@@ -27,12 +27,17 @@ def _fig(*path: str):
     return get
 
 
-COLUMNS = [
+#: forgotten-class accuracy, retained-class accuracy and MIA-efficacy with their gaps to the retrained model
+#: (shared with suite `folders`)
+GAP_COLUMNS = [
     key("forget_test_acc"),
     Column("TA (retained classes)", lambda m: m.get("test_acc")),
     gap("test_acc", "gap TA"),
     key("mia_efficacy"),
     gap("mia_efficacy", "gap MIA"),
+]
+
+COLUMNS = GAP_COLUMNS + [
     Column("fresh-D AUC", _fig("fresh_disc", "unlearned", "auc")),
     Column("fresh-D AUC gap", _fig("fresh_disc", "auc_gap")),
     Column("D(unlearned vs retrained) AUC", _fig("fresh_disc", "vs_reference", "auc")),

@@ -26,22 +26,15 @@ import torch
 from ..data.datasets import CIFAR10_CLASSES, default_root
 from ..errors import UserError
 from . import register_suite
-from .runner import Column, Row, Scenario, Suite, default_cache, gap, key
+from .adversarial import GAP_COLUMNS
+from .runner import Row, Scenario, Suite, default_cache, key
 
 DEFAULTS: dict[str, int] = {"classes": 6, "per_class": 500, "test_per_class": 200, "size": 32, "forget": 1,
                             "subset": 0}
 TRAIN: dict[str, Any] = {"epochs": 40, "batch_size": 128, "lr": 0.01}
 METHODS = ("adversarial", "random-label", "salun", "scrub")
 
-COLUMNS = [
-    key("forget_test_acc"),
-    Column("TA (retained classes)", lambda m: m.get("test_acc")),
-    gap("test_acc", "gap TA"),
-    key("mia_efficacy"),
-    gap("mia_efficacy", "gap MIA"),
-    key("seconds"),
-    key("speedup"),
-]
+COLUMNS = GAP_COLUMNS + [key("seconds"), key("speedup")]
 
 
 def cell_name(cell: dict[str, int]) -> str:
