@@ -208,3 +208,18 @@ def test_leftovers_of_a_killed_final_write_are_swept_and_never_read_as_runs(caps
     run_bad(capsys, ["evaluate", str(left), "--quiet"], "unfinished output of an interrupted command")
     assert main(_forget(digits_run, tmp_path / "o", "--forget-class", "3", "--set", "epochs=1")) == 0
     assert not left.exists() and (tmp_path / "o" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("cmd, shown", [
+    (["train"], ["(default: 5)", "(default: 0.05)", "(default: 0.1)", "(default: digits)"]),
+    (["forget"], ["(default: 0)", "(default: all of it)"]),
+    (["bench"], ["(default: 3)"]),
+])
+def test_help_shows_every_default(capsys, cmd, shown):
+    with pytest.raises(SystemExit) as ended:
+        main([*cmd, "--help"])
+    assert ended.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for s in shown:
+        assert s in text, s
+    assert "(default: None)" not in text and "(default: False)" not in text

@@ -182,3 +182,12 @@ def test_api_errors_are_user_errors(digits_run, tmp_path):
     with pytest.raises(UserError, match="choose one of"):
         forget(digits_run, "no-such-method", tmp_path / "x", forget_class="1")
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("what", ["methods", "attacks", "datasets", "models"])
+def test_list_says_what_each_entry_is(what):
+    """`unlearnkit list ...` gives every registered name a description (the first line of its docstring)."""
+    from unlearnkit.api import describe
+
+    rows = describe(what)
+    assert rows and all(text.strip() for _, text in rows), [n for n, t in rows if not t.strip()]

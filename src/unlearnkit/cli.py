@@ -18,13 +18,31 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from .engine.distributed import is_main
+from .engine.train import TrainConfig
 from .errors import NumericalError, UserError
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
+class _Help(argparse.HelpFormatter):
+    """`--help` with every option's default (argparse's own ArgumentDefaultsHelpFormatter skips options that
+    have no help text and prints `None` and `False` defaults, which say nothing)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        silent = default is None or default is False or default == [] or default == argparse.SUPPRESS
+        if "%(default)" in text or silent or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)".strip()
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit code 2), like every other bad input."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UserError(f"{message} (see `{self.prog} --help`)")
@@ -80,30 +98,34 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
     d = sub.add_parser("demo", help="end-to-end on the embedded default (digits), < 2 min on a CPU")
-    d.add_argument("--out", default="unlearnkit-demo")
-    d.add_argument("--forget-class", default="3")
-    d.add_argument("--method", default=None)
+    d.add_argument("--out", default="unlearnkit-demo", help="folder for the demo's runs and report")
+    d.add_argument("--forget-class", default="3", help="the digit to forget")
+    d.add_argument("--method", default=None,
+                   help="unlearning method (default: the best available, see `unlearnkit list methods`)")
     _common(d)
 
     t = sub.add_parser("train", help="train a classifier (optionally with a backdoor) into a run directory")
     t.add_argument("--data", default="digits", help="dataset spec: digits, fashion-mnist, imagefolder:PATH, ...")
     t.add_argument("--arch", default="cnn-small", help="model name (see `unlearnkit list models`)")
     t.add_argument("--arch-kwargs", nargs="*", metavar="KEY=VALUE", help="model options, e.g. stem=cifar")
-    t.add_argument("--out", required=True)
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--optimizer", choices=["sgd", "adam"])
+    t.add_argument("--out", required=True, help="the run directory to write (refused if it exists)")
+    recipe = TrainConfig()
+    t.add_argument("--epochs", type=int, help=f"training epochs (default: {recipe.epochs})")
+    t.add_argument("--batch-size", type=int, help=f"batch size (default: {recipe.batch_size})")
+    t.add_argument("--lr", type=float, help=f"learning rate, cosine schedule (default: {recipe.lr})")
+    t.add_argument("--optimizer", choices=["sgd", "adam"], help=f"optimiser (default: {recipe.optimizer})")
     t.add_argument("--precision", choices=["auto", "fp32", "bf16"],
                    help="auto (default): bf16 autocast and channels_last on a GPU, fp32 on the CPU")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--data-root")
-    t.add_argument("--image-size", type=int)
-    t.add_argument("--val-fraction", type=float, default=0.1)
+    t.add_argument("--seed", type=int, default=0, help="seed of the split, the initialisation and the batches")
+    t.add_argument("--data-root",
+                   help="where datasets are read (default: $UNLEARNKIT_DATA, else ~/.cache/unlearnkit/data)")
+    t.add_argument("--image-size", type=int, help="resize images to this side (default: the dataset's own size)")
+    t.add_argument("--val-fraction", type=float, default=0.1,
+                   help="share of the training split held out (clean sets of backdoor defences, guards)")
     t.add_argument("--poison", metavar="ATTACK", help="plant a backdoor (see `unlearnkit list attacks`)")
-    t.add_argument("--target", type=int, default=0)
-    t.add_argument("--poison-ratio", type=float, default=0.1)
-    t.add_argument("--all-to-all", action="store_true")
+    t.add_argument("--target", type=int, default=0, help="the backdoor's target class")
+    t.add_argument("--poison-ratio", type=float, default=0.1, help="share of the training set poisoned")
+    t.add_argument("--all-to-all", action="store_true", help="all-to-all backdoor: class c goes to c + 1")
     t.add_argument("--poison-set", nargs="*", metavar="KEY=VALUE", help="attack options")
     _resume(t)
     _tensorboard(t)
@@ -126,40 +148,43 @@ def build_parser() -> argparse.ArgumentParser:
     _common(im)
 
     f = sub.add_parser("forget", help="unlearn a class, samples or a backdoor; writes a new run directory")
-    f.add_argument("run")
-    f.add_argument("--method", required=True)
-    f.add_argument("--out", required=True)
+    f.add_argument("run", help="the run directory of the model to unlearn from (never modified)")
+    f.add_argument("--method", required=True, help="see `unlearnkit list methods --settings`")
+    f.add_argument("--out", required=True, help="the run directory to write (refused if it exists)")
     g = f.add_mutually_exclusive_group(required=True)
-    g.add_argument("--forget-class", metavar="C[,C...]")
-    g.add_argument("--forget-random", type=float, metavar="FRAC")
-    g.add_argument("--forget-indices", metavar="FILE")
-    g.add_argument("--backdoor", action="store_true")
-    f.add_argument("--clean-size", type=int)
+    g.add_argument("--forget-class", metavar="C[,C...]", help="forget these classes (names or indices)")
+    g.add_argument("--forget-random", type=float, metavar="FRAC", help="forget a random share of the training set")
+    g.add_argument("--forget-indices", metavar="FILE",
+                   help="forget these training-set indices (.txt one per line, .json list or .npy integers)")
+    g.add_argument("--backdoor", action="store_true", help="remove the run's backdoor with a clean set only")
+    f.add_argument("--clean-size", type=int,
+                   help="backdoor: clean images drawn from the held-out split (default: all of it)")
     f.add_argument("--no-guard", action="store_true",
                    help="backdoor removal: train on the whole clean set and return the defence's final model, "
                         "even if its held-out clean accuracy collapsed (the guard is on by default)")
-    f.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="settings")
+    f.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="settings",
+                   help="the method's settings (see `unlearnkit list methods --settings`)")
     r = f.add_mutually_exclusive_group()
-    r.add_argument("--reference", metavar="RUN")
-    r.add_argument("--retrain", action="store_true")
-    f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--data-root")
+    r.add_argument("--reference", metavar="RUN", help="a retrained run to compare with")
+    r.add_argument("--retrain", action="store_true", help="also retrain without the forget set, to compare with")
+    f.add_argument("--seed", type=int, default=0, help="seed of the method's randomness")
+    f.add_argument("--data-root", help="where datasets are read (default: as the run was trained)")
     _resume(f)
     _tensorboard(f)
     _common(f)
 
     e = sub.add_parser("evaluate", help="recompute a run's metrics (writes nothing)")
     e.add_argument("run")
-    e.add_argument("--reference")
-    e.add_argument("--json", action="store_true")
+    e.add_argument("--reference", help="a retrained run to compare with (default: the run's own)")
+    e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     e.add_argument("--data-root")
     e.add_argument("--quiet", action="store_true")
 
     pr = sub.add_parser("predict", help="top-K classes of image files")
     pr.add_argument("run")
     pr.add_argument("images", nargs="+")
-    pr.add_argument("--top", type=int, default=5)
-    pr.add_argument("--json", action="store_true")
+    pr.add_argument("--top", type=int, default=5, help="how many classes per image")
+    pr.add_argument("--json", action="store_true", help="print JSON")
     pr.add_argument("--quiet", action="store_true")
 
     ls = sub.add_parser("list", help="what is available")
@@ -206,9 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="run a benchmark suite (tables of methods x scenarios x seeds)")
     b.add_argument("suite")
-    b.add_argument("--out", required=True)
-    b.add_argument("--seeds", type=int, default=3)
-    b.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="settings")
+    b.add_argument("--out", required=True, help="folder for the suite's tables and runs")
+    b.add_argument("--seeds", type=int, default=3, help="seeds per row (mean and std over them)")
+    b.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="settings",
+                   help="the suite's settings, e.g. epochs=3 methods=finetune,scrub")
     add_parallel_bench_args(b)
     _common(b)
     return p

@@ -111,11 +111,13 @@ def _load_mnist_like(name: str, tv_name: str, classes: list[str] | None, root: P
 
 @register_dataset("mnist")
 def load_mnist(root: Path, image_size: int | None = None) -> DataBundle:
+    """MNIST handwritten digits (60,000 / 10,000 grey 28x28): torchvision's files, downloaded when online."""
     return _load_mnist_like("mnist", "MNIST", None, root, image_size)
 
 
 @register_dataset("fashion-mnist")
 def load_fashion_mnist(root: Path, image_size: int | None = None) -> DataBundle:
+    """Fashion-MNIST (60,000 / 10,000 grey 28x28, 10 clothing classes): torchvision's files or Debian's copy."""
     return _load_mnist_like("fashion-mnist", "FashionMNIST", FASHION_CLASSES, root, image_size)
 
 
@@ -181,16 +183,19 @@ def _cifar_from_folders(name: str, copy: Path, image_size: int | None) -> DataBu
 
 @register_dataset("cifar10")
 def load_cifar10(root: Path, image_size: int | None = None) -> DataBundle:
+    """CIFAR-10 (50,000 / 10,000 colour 32x32): torchvision's files, else an image-folder copy under the data root."""
     return _load_cifar("cifar10", root, image_size)
 
 
 @register_dataset("cifar100")
 def load_cifar100(root: Path, image_size: int | None = None) -> DataBundle:
+    """CIFAR-100 (50,000 / 10,000 colour 32x32, 100 classes): torchvision's files, downloaded when online."""
     return _load_cifar("cifar100", root, image_size)
 
 
 @register_dataset("svhn")
 def load_svhn(root: Path, image_size: int | None = None) -> DataBundle:
+    """SVHN house numbers (73,257 / 26,032 colour 32x32, digits 0-9): torchvision's files, downloaded when online."""
     tr, te = _tv_split("svhn", root, True), _tv_split("svhn", root, False)
     return _bundle("svhn", torch.from_numpy(tr.data), torch.from_numpy(tr.labels), torch.from_numpy(te.data),
                    torch.from_numpy(te.labels), [str(i) for i in range(10)], "crop", image_size)
@@ -208,7 +213,7 @@ def _pil_split(ds: object, size: int) -> tuple[Tensor, Tensor]:
 
 @register_dataset("gtsrb")
 def load_gtsrb(root: Path, image_size: int | None = None) -> DataBundle:
-    """GTSRB's images vary in size: they are resized to `image_size` (default 32) at load time."""
+    """GTSRB traffic signs (43 classes, colour), resized to `image_size` (default 32): its images vary in size."""
     size = image_size or 32
     xtr, ytr = _pil_split(_tv_split("gtsrb", root, True), size)
     xte, yte = _pil_split(_tv_split("gtsrb", root, False), size)

@@ -9,6 +9,7 @@ from .registry import register_model
 
 @register_model("cnn-small")
 def cnn_small(num_classes: int, input_shape: tuple[int, int, int], width: int = 32) -> nn.Module:
+    """Three 3x3 convolutions, one max-pool, a two-layer head (width=32): fast on a CPU, for digits and tests."""
     c = input_shape[0]
     return nn.Sequential(
         nn.Conv2d(c, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True),

@@ -48,4 +48,5 @@ class PreActResNet(nn.Module):
 
 @register_model("preact-resnet18")
 def preact_resnet18(num_classes: int, input_shape: tuple[int, int, int], width: int = 64) -> nn.Module:
+    """Pre-activation ResNet-18 for 32x32 inputs (He et al. 2016): BackdoorBench's reference model."""
     return PreActResNet([2, 2, 2, 2], num_classes, input_shape[0], width)

@@ -28,9 +28,11 @@ def _resnet(ctor, num_classes: int, input_shape: tuple[int, int, int], stem: str
 
 @register_model("resnet18")
 def resnet18(num_classes: int, input_shape: tuple[int, int, int], stem: str = "imagenet") -> nn.Module:
+    """torchvision's ResNet-18 (stem=imagenet, or stem=cifar for a 3x3 stem without max-pool on small images)."""
     return _resnet(torchvision.models.resnet18, num_classes, input_shape, stem)
 
 
 @register_model("resnet34")
 def resnet34(num_classes: int, input_shape: tuple[int, int, int], stem: str = "imagenet") -> nn.Module:
+    """torchvision's ResNet-34 (stem=imagenet or stem=cifar, as resnet18)."""
     return _resnet(torchvision.models.resnet34, num_classes, input_shape, stem)
