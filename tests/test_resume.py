@@ -64,6 +64,8 @@ def test_train_resumes_to_the_same_result(tmp_path: Path, monkeypatch: pytest.Mo
     assert not (tmp_path / "cut").exists()
     assert not list(tmp_path.glob(".cut.tmp-*"))
     assert (partial_dir(tmp_path / "cut") / "run.json").is_file()
+    live = (partial_dir(tmp_path / "cut") / "log.txt").read_text()  # the log was written as the run went
+    assert "epoch 1/4" in live and "epoch 2/4" in live and "epoch 3/4" not in live
     with pytest.raises(UserError, match="--resume"):  # without --resume the checkpoints are not silently lost
         train(out=tmp_path / "cut", **TRAIN)
     with pytest.raises(UserError, match="epochs"):  # another command may not pick them up

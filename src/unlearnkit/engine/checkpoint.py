@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from ..errors import UserError
 from . import runlog
 from .distributed import barrier, is_main
+from .progress import say
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")  # where training scripts nest the weights
@@ -376,6 +377,7 @@ class Checkpoints:
                 raise UserError(f"the checkpoints in {self.folder} were made by a different command (it differs in "
                                 f"{', '.join(diff)}): repeat that command with --resume, or pass --overwrite")
         self.resumed = self.folder.exists()
+        self.live, self.log_from = False, runlog.mark()
 
     def _ensure(self) -> Path:
         if is_main() and not self.folder.exists():
@@ -383,6 +385,10 @@ class Checkpoints:
             tmp.mkdir(parents=True)
             (tmp / "run.json").write_text(json.dumps(self.fingerprint, indent=2) + "\n")
             os.replace(tmp, self.folder)
+        if is_main() and not self.live:
+            self.live = True
+            runlog.write_as_you_go(self.folder / LIVE_LOG, self.log_from)
+            say(f"log as the run goes: {self.folder / LIVE_LOG}")
         return self.folder
 
     @contextmanager
@@ -395,6 +401,7 @@ class Checkpoints:
             self.scope = previous
 
     def discard(self) -> None:
+        runlog.stop_writing()
         if is_main():
             shutil.rmtree(self.folder, ignore_errors=True)
 
@@ -407,6 +414,9 @@ def _leaves(d: Any, prefix: str = "") -> dict[str, Any]:
     for k, v in d.items():
         out.update(_leaves(v, f"{prefix}.{k}" if prefix else str(k)))
     return out
+
+
+LIVE_LOG = "log.txt"  # the run's log as it goes, inside the checkpoint folder (see runlog.write_as_you_go)
 
 
 def partial_dir(out: Path) -> Path:
@@ -440,6 +450,7 @@ def checkpointing(out: str | Path, fingerprint: dict, resume: bool = False,
     else:
         ck.discard()
     finally:
+        runlog.stop_writing()
         _ACTIVE.reset(token)
 
 

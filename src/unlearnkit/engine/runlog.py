@@ -17,7 +17,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ..errors import UserError
 
@@ -27,6 +27,7 @@ _COMMAND: list[str] | None = None
 _TB: Any = None
 _TB_STEPS: dict[str, int] = {}
 _EPOCHS: list[tuple[str, float]] = []
+_LIVE: TextIO | None = None
 NOT_CURVES = ("per_class_acc", "confusion_test")
 
 
@@ -37,9 +38,42 @@ def set_command(argv: list[str]) -> None:
 
 
 def log(msg: str) -> None:
-    """Record one line, stamped with the seconds since the process started."""
+    """Record one line, stamped with the seconds since the process started (and append it to the live log)."""
+    global _LIVE
     for line in str(msg).splitlines() or [""]:
         _LINES.append(f"[{time.perf_counter() - _T0:8.1f}s] {line}")
+        if _LIVE is not None:
+            try:
+                _LIVE.write(_LINES[-1] + "\n")
+            except OSError:  # a full disk ends the live copy, never the run
+                _LIVE = None
+
+
+def write_as_you_go(path: Path, since: int = 0) -> None:
+    """From now on, append every recorded line to `path` as it comes (first those since `mark()` gave `since`).
+
+    Why: `log.txt` lands inside the run directory only when the run is complete, and a long job watched outside
+    a terminal (nohup, CI) must be followable (`tail -f`) and must leave its story behind when it is killed.
+    The checkpoint folder `.OUT.partial/` holds this file; it goes with that folder when the run completes."""
+    global _LIVE
+    stop_writing()
+    try:
+        live = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 (open until stop_writing)
+        live.write("".join(line + "\n" for line in _LINES[since:]))
+    except OSError:
+        return
+    _LIVE = live
+
+
+def stop_writing() -> None:
+    """Close the live log (the run's end, or another folder takes it over)."""
+    global _LIVE
+    if _LIVE is not None:
+        try:
+            _LIVE.close()
+        except OSError:
+            pass
+        _LIVE = None
 
 
 def mark() -> int:
