@@ -213,6 +213,9 @@ def test_verdict_against_reference() -> None:
     assert verdict(over, "random")["status"] == INCONCLUSIVE  # over-forgetting is detectable, not "forgotten"
     broken = {**good, "test_acc": 40.0, "reference": ref}
     assert verdict(broken, "class")["warnings"]  # utility collapse is flagged
+    slow = verdict({**good, "reference": ref, "speedup": 0.3}, "class")  # issue 22: finetune at 0.3x said nothing
+    assert any(w.startswith("SLOWER THAN RETRAINING") and "3.3x" in w for w in slow["warnings"])
+    assert not verdict({**good, "reference": ref, "speedup": 4.0}, "class")["warnings"]
 
 
 def test_verdict_absolute_thresholds() -> None:

@@ -27,7 +27,7 @@ Without a reference, absolute thresholds:
 
 Between a pass and a fail threshold the verdict is "inconclusive". Utility losses (retain_acc, test_acc
 or clean_acc more than UTILITY_DROP (10) points below the reference, or the original without one) are
-listed as `warnings`.
+listed as `warnings`, as is a run slower than retraining (`speedup` below 1).
 
 "unchanged" overrides the checks above: the unlearned model predicts the same class as the original on every
 test, retain and forget image (`agreement_with_original` 100), so nothing was forgotten, even where the original
@@ -170,7 +170,17 @@ def verdict(metrics: dict, scenario: str | None) -> dict | None:
     if damage:
         status, reasons = DAMAGED, [f"DAMAGED: {d}" for d in damage] + reasons
     base, name = (ref, "retrained model") if ref else (original, "original model")
-    return {"status": status, "basis": basis, "reasons": reasons, "warnings": _utility(metrics, base or {}, name)}
+    warnings = _utility(metrics, base or {}, name) + _slower(metrics)
+    return {"status": status, "basis": basis, "reasons": reasons, "warnings": warnings}
+
+
+def _slower(m: dict) -> list[str]:
+    """Unlearning exists to be cheaper than retraining: a run that was not says so (speed-up below 1)."""
+    sp = m.get("speedup")
+    if not isinstance(sp, (int, float)) or not 0 < sp < 1:
+        return []
+    return [f"SLOWER THAN RETRAINING: this run took {1 / sp:.1f}x the retraining's time (speed-up {sp:.2f}x); "
+            f"lower the method's epochs (--set epochs=N) or retrain instead"]
 
 
 def format_verdict(v: dict | None) -> str:
