@@ -205,3 +205,11 @@ def test_tuning_a_retain_only_method_runs(mlp_run, tmp_path):
     out = forget(mlp_run, "l1-sparse", tmp_path / "tuned", forget_class="3",
                  settings={"tune": True, "epochs": 1, "retain_fraction": 0.2})
     assert len(json.loads((out / "metrics.json").read_text())["l1-sparse"]["selection"]["trials"]) == 3
+
+
+@pytest.mark.parametrize("original, expected", [(1, 1), (3, 1), (6, 1), (8, 2), (30, 7), (40, 10), (182, 10)])
+def test_finetune_never_costs_more_than_a_quarter_of_retraining_by_default(original, expected):
+    """Issue 22: fine-tuning's fixed 10 epochs cost 3x the retraining of a 3-epoch original."""
+    from unlearnkit.methods.finetune import unlearn_epochs
+
+    assert unlearn_epochs(original) == expected
