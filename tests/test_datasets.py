@@ -81,3 +81,18 @@ def test_a_cached_dataset_cannot_be_changed_by_a_caller():
     again = load_dataset("digits")
     assert torch.equal(again.x_train[:5], pristine[0]) and torch.equal(again.y_train[:5], pristine[1])
     assert len(again.classes) == 10
+
+
+def test_a_deletion_request_reaching_into_the_held_out_split_uses_those_samples_nowhere():
+    """Indices the model never trained on (held out) are not refused: nothing is unlearned for them, and they
+    leave the held-out split, so no clean set, guard or membership attack uses them either."""
+    from unlearnkit.data.splits import ForgetSpec, make_split, val_split
+
+    y = torch.arange(200) % 4
+    _, val = val_split(y, 0.1, 0)
+    request = [int(val[0]), int(val[1]), 5, 7] if 5 not in val and 7 not in val else [int(val[0]), 199]
+    s = make_split(y, 0.1, 0, ForgetSpec("indices", indices=request))
+    assert not set(request) & set(s.val_idx.tolist())
+    assert set(s.forget_idx.tolist()) == set(request) - set(val.tolist())
+    assert len(s.val_idx) == len(val) - len(set(request) & set(val.tolist()))
+    assert not set(request) & set(s.retain_idx.tolist())

@@ -172,11 +172,14 @@ def make_split(y_train: Tensor, val_fraction: float, split_seed: int, spec: Forg
         bad = idx[(idx < 0) | (idx >= len(y_train))]
         if len(bad):
             raise UserError(f"forget index {int(bad[0])} is out of range: training indices are 0..{len(y_train) - 1}")
-        held = idx[torch.isin(idx, val_idx)]
-        if len(held):
-            raise UserError(f"forget index {int(held[0])} is in the held-out validation split (never trained on): "
-                            f"remove it from the indices file")
-        forget = torch.sort(idx).values
+        held = torch.isin(idx, val_idx)
+        if held.any():
+            # never trained on, so nothing to unlearn; but a deletion request means the samples are used nowhere:
+            # they leave the held-out split too (clean sets, guards and membership attacks draw from it)
+            val_idx = val_idx[~torch.isin(val_idx, idx)]
+            say(f"{int(held.sum())} of the {len(idx)} requested indices are in the held-out split (never trained "
+                f"on): they are left out of every set, and the other {int((~held).sum())} are forgotten")
+        forget = torch.sort(idx[~held]).values
     else:
         raise UserError(f"unknown forget kind {spec.kind!r}: use class, random or indices")
     if len(forget) == 0:
