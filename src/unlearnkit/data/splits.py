@@ -89,9 +89,9 @@ def read_indices(path: str | Path) -> list[int]:
     try:
         if p.suffix == ".npy":
             arr = np.load(p, allow_pickle=False)
-            if arr.dtype.kind not in "iu":
-                raise UserError(f"{p} holds {arr.dtype} values, not integers: save the indices as an integer array "
-                                f"(np.array(idx, dtype=np.int64))")
+            if arr.dtype.kind not in "iu" or arr.ndim != 1:
+                raise UserError(f"{p} holds a {arr.ndim}-D array of {arr.dtype} values, not a list of integers: save "
+                                f"the indices as a flat integer array (np.array(idx, dtype=np.int64))")
             vals = arr.ravel().tolist()
         elif p.suffix == ".json":
             vals = json.loads(p.read_text(), parse_constant=_no_constant)

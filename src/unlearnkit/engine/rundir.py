@@ -158,10 +158,15 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+RUN_KINDS = ("train", "import", "forget")  # what wrote the run; commands read a forget run differently
+
+
 def _meta_problem(m: dict) -> str | None:
     """The first defect of a meta.json (None when it is sound): every field a command reads is checked here,
     so a hand-edited or corrupted file fails with its name instead of a traceback deep inside a command."""
     arch, norm, data, shape = m["arch"], m["normalization"], m["data"], m["input_shape"]
+    if m.get("kind", "train") not in RUN_KINDS:
+        return f"kind must be one of {', '.join(RUN_KINDS)}"
     if not (isinstance(arch, dict) and isinstance(arch.get("name"), str) and isinstance(arch.get("kwargs", {}), dict)):
         return "arch must be {name, kwargs}"
     classes = m["classes"]
