@@ -1,0 +1,147 @@
+"""I-BAU round by round on one backdoored run: what the inner max finds, and what each outer pass does to clean
+accuracy and to the attack, for several settings side by side.
+
+    python benchmarks/ibau_rounds.py RUN --clean-size 2500 \\
+        --variant "adam-1e-3:" --variant "sgd-0.01: optimizer=sgd lr=0.01 rounds=3"
+
+Why a separate script from `defence_variants.py`: that one runs the whole guarded pipeline (one number per
+setting, minutes of evaluation each); this one loads the data once, runs `ibau`'s own inner max and outer pass
+(the method's code, not a copy) without the guard or the backoff, and prints after every round
+
+- where the round's universal perturbation sends the clean set (how many predictions it flips, the histogram of
+  the classes it sends them to, and the share of its energy in each 4x4 image corner: a patch trigger sits in one),
+- clean accuracy and ASR on *probe* images: the held-out split's images that are not in the clean set (never
+  trained on, never seen by the defence; the test split is not read).
+
+The trigger is stamped on the probe images only to measure the ASR, as the pipeline does on the test split. A
+variant whose label starts with `exact-trigger` is the bound instead (see `exact_trigger`): the same outer step
+with the attack's own trigger, `--variant "exact-trigger: lr=0.003 portion=0.5 passes=1"` (`portion=0`: plain
+fine-tuning on the same batches, the control).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+
+import torch
+
+from unlearnkit.attacks.poison import LabelMap, build_trigger, stamp
+from unlearnkit.bench.runner import machine_description
+from unlearnkit.data.transforms import to_float
+from unlearnkit.engine.rundir import load_run
+from unlearnkit.methods.base import METHODS
+from unlearnkit.methods.ibau import round_batches
+from unlearnkit.pipeline import clean_part, load_run_data, split_of
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 500) -> float:
+    model.eval()
+    right = sum(int((model(to_float(x[i:i + batch])).argmax(1) == y[i:i + batch]).sum())
+                for i in range(0, len(x), batch))
+    return round(100.0 * right / max(1, len(x)), 2)
+
+
+@torch.no_grad()
+def where_delta_sends(method, model, batches, delta) -> tuple[float, list[int], list[float]]:
+    """(flip rate %, predicted-class histogram of the perturbed clean set, energy share of each 4x4 corner)."""
+    preds = torch.cat([model(method._perturbed(model, x, delta)).argmax(1) for x, _ in batches])
+    base = torch.cat([model(x).argmax(1) for x, _ in batches])
+    energy = method._pixels(model, delta)[0].pow(2).sum(0)
+    total = float(energy.sum()) or 1.0
+    corners = [float(energy[r, c].sum()) / total for r, c in
+               ((slice(0, 4), slice(0, 4)), (slice(0, 4), slice(-4, None)), (slice(-4, None), slice(0, 4)),
+                (slice(-4, None), slice(-4, None)))]
+    num_classes = int(base.max()) + 1 if len(base) else 1
+    hist = torch.bincount(preds, minlength=num_classes).tolist()
+    return round(100.0 * float((preds != base).float().mean()), 2), hist, [round(c, 2) for c in corners]
+
+
+def exact_trigger(label: str, settings: str, original: torch.nn.Module, clean, trigger, probe, x_bd: torch.Tensor,
+                  y_bd: torch.Tensor, seed: int) -> None:
+    """The bound on any trigger-unlearning defence: the outer step with the attack's own trigger instead of the
+    inner max's delta (`portion` of each batch stamped, true labels; SGD `lr`, momentum 0.9, eval mode, `passes`
+    passes of batch 100 over the clean set). Trigger knowledge: a measurement, never a defence."""
+    import torch.nn.functional as F
+
+    cfg = {"lr": 0.003, "portion": 0.5, "passes": 1, **{k: float(v) for k, v in
+                                                        (kv.split("=") for kv in settings.split())}}
+    model = copy.deepcopy(original).eval()
+    opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=0.9)
+    gen = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    for e in range(int(cfg["passes"])):
+        for x, y in clean.batches(100, torch.device("cpu"), shuffle=True, generator=gen):
+            n = int(len(x) * cfg["portion"])  # portion=0: plain fine-tuning on the same batches, the control
+            stamped = to_float(stamp(trigger, (x[:n] * 255).round().to(torch.uint8), torch.device("cpu"))) if n \
+                else x[:0]
+            loss = F.cross_entropy(model(torch.cat([stamped, x[n:]])), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        print(f"| {label} | {settings.strip()} | pass {e + 1} | - | - | - | {accuracy(model, probe.x, probe.y)} | "
+              f"{accuracy(model, x_bd, y_bd)} | {time.perf_counter() - t0:.0f} |", flush=True)
+
+
+def configured(settings: str):
+    method = METHODS.get("ibau")()
+    for kv in settings.split():
+        key, _, value = kv.partition("=")
+        current = getattr(method.config, key)
+        kind = type(current) if current is not None else float
+        setattr(method.config, key, None if value == "none" else kind(value))
+    method.config.validate()
+    return method
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run")
+    ap.add_argument("--clean-size", type=int, default=2500)
+    ap.add_argument("--variant", action="append", required=True, help="LABEL: key=value ... (ibau's settings)")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    torch.manual_seed(a.seed)
+    run = load_run(a.run)
+    bundle = load_run_data(run.meta)
+    split = split_of(run.meta, bundle, None)
+    clean = clean_part(bundle, split, a.clean_size, a.seed)
+    probe = bundle.train_part(torch.tensor(sorted(set(split.val_idx.tolist()) - set(clean.idx.tolist()))))
+    spec = run.meta["poison"]
+    label_map = LabelMap.from_dict(spec["label_map"])
+    victims = label_map.victims(probe.y)
+    x_bd = stamp(build_trigger(spec), probe.x[victims], torch.device("cpu"))
+    y_bd = label_map(probe.y[victims])
+    original = run.build_model("cpu").eval()
+    print(f"`ibau` round by round on {a.run}; clean set {len(clean.y)}, probe {len(probe.y)} held-out images "
+          f"({len(y_bd)} triggered); machine: {machine_description()}\n")
+    print(f"original: probe clean acc. {accuracy(original, probe.x, probe.y)}, ASR {accuracy(original, x_bd, y_bd)}\n")
+    print("| variant | settings | round | flip % | perturbed clean set's classes | corner energy (tl tr bl br) | "
+          "probe clean acc. | probe ASR | seconds |")
+    print("|" + "---|" * 9, flush=True)
+    for text in a.variant:
+        label, _, settings = text.partition(":")
+        if label.strip().startswith("exact-trigger"):
+            exact_trigger(label.strip(), settings, original, clean, build_trigger(spec), probe, x_bd, y_bd, a.seed)
+            continue
+        method = configured(settings)
+        model = copy.deepcopy(original).eval()
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = method.make_optimizer(params)
+        gen = torch.Generator().manual_seed(a.seed)
+        batches = round_batches(clean, method.config.batch_size, method.config.min_steps, torch.device("cpu"), gen)
+        t0 = time.perf_counter()
+        for r in range(method.config.rounds):
+            delta = method.inner_max(model, batches, gen)
+            flip, hist, corners = where_delta_sends(method, model, batches, delta)
+            method.outer_pass(model, params, opt, batches, delta, gen)
+            model.eval()
+            print(f"| {label.strip()} | {settings.strip() or '(defaults)'} | {r + 1} | {flip} | {hist} | "
+                  f"{' '.join(f'{c:.2f}' for c in corners)} | {accuracy(model, probe.x, probe.y)} | "
+                  f"{accuracy(model, x_bd, y_bd)} | {time.perf_counter() - t0:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
