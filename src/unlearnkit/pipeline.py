@@ -335,7 +335,9 @@ def execute_method(name: str, settings: dict | list[str] | None, model: nn.Modul
     with stage(stage_name or name) as sc:
         done = sc.load_result(work) if sc else None
         if done is not None:  # finished before an interruption: read back, not recomputed
-            return MethodRun(work.eval(), done["config"], float(done["seconds"]), done["figures"], {}, method)
+            method.restore(done.get("artifacts") or {}, task)
+            return MethodRun(work.eval(), done["config"], float(done["seconds"]), done["figures"], task.artifacts,
+                             method)
         first_epoch = runlog.epoch_mark()
         t0 = time.perf_counter()
         try:
@@ -359,7 +361,8 @@ def execute_method(name: str, settings: dict | list[str] | None, model: nn.Modul
             losses = {"loss": losses[f"{name}_loss"]}
         figures = {**losses, **task.figures}
         if sc:
-            sc.save_result(out, {"config": config_dict(method.config), "seconds": seconds, "figures": figures})
+            sc.save_result(out, {"config": config_dict(method.config), "seconds": seconds, "figures": figures,
+                                 "artifacts": task.artifacts})
     return MethodRun(out, config_dict(method.config), seconds, figures, task.artifacts, method)
 
 

@@ -371,6 +371,17 @@ class Adversarial(Method):
 
     # ------------------------------------------------------------------ the described evaluation, repaired
 
+    def restore(self, artifacts: dict[str, dict[str, Tensor]], task: UnlearnTask) -> None:
+        """A resumed run gets back the discriminator of its finished game (for extra_metrics and its file)."""
+        if "discriminator" in artifacts:
+            fmask = torch.zeros(task.num_classes, dtype=torch.bool)
+            fmask[task.forget_classes] = True
+            self._forget_mask = fmask
+            disc = Discriminator(task.num_classes)
+            disc.load_state_dict(artifacts["discriminator"])
+            self._disc = disc.eval().cpu()
+            task.artifacts["discriminator"] = self._disc.state_dict()
+
     def extra_metrics(self, model: nn.Module, reference: nn.Module | None, data: EvalData,
                       device: torch.device) -> dict:
         """Discriminator scores, misclassification, sample predictions; fresh discriminators vs the reference."""

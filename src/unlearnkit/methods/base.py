@@ -150,6 +150,11 @@ class Method:
         merged into the figures stored under the method's name. Default: nothing."""
         return {}
 
+    def restore(self, artifacts: dict[str, dict[str, Tensor]], task: UnlearnTask) -> None:
+        """Take back the artifacts a finished `unlearn` left in `task.artifacts`, when `--resume` reads its result
+        back instead of running it again, so that `extra_metrics` and the saved files are those of an uninterrupted
+        run. Default: nothing to take back."""
+
     def predict_extras(self, run_dir: Path, meta: dict, logits: Tensor) -> list[dict]:
         """Per-image extra numbers for `unlearnkit predict` (e.g. a saved discriminator's score). Default: none."""
         return []
