@@ -31,7 +31,7 @@ from unlearnkit.attacks.poison import LabelMap, build_trigger, stamp
 from unlearnkit.bench.runner import machine_description
 from unlearnkit.data.transforms import to_float
 from unlearnkit.engine.rundir import load_run
-from unlearnkit.methods.base import METHODS
+from unlearnkit.methods.base import METHODS, make_config
 from unlearnkit.methods.ibau import round_batches
 from unlearnkit.pipeline import clean_part, load_run_data, split_of
 
@@ -86,14 +86,9 @@ def exact_trigger(label: str, settings: str, original: torch.nn.Module, clean, t
 
 
 def configured(settings: str):
-    method = METHODS.get("ibau")()
-    for kv in settings.split():
-        key, _, value = kv.partition("=")
-        current = getattr(method.config, key)
-        kind = type(current) if current is not None else float
-        setattr(method.config, key, None if value == "none" else kind(value))
-    method.config.validate()
-    return method
+    """`ibau` with `key=value ...` settings, parsed and validated as `--set` is."""
+    cls = METHODS.get("ibau")
+    return cls(make_config(cls, settings.split()))
 
 
 def main() -> None:

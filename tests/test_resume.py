@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,9 +26,11 @@ TRAIN = {"data": "digits", "arch": "mlp", "epochs": 4, "batch_size": 64, "seed":
 
 
 @pytest.fixture(autouse=True)
-def _every_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+def _every_epoch(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("UNLEARNKIT_CHECKPOINT_SECONDS", "0")  # checkpoint each epoch: interrupts land exactly
     set_quiet(True)
+    yield
+    set_quiet(False)  # the process-wide default, which later modules' stderr assertions rely on
 
 
 def _strip(m: object) -> object:

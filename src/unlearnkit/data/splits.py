@@ -92,7 +92,7 @@ def read_indices(path: str | Path) -> list[int]:
             if arr.dtype.kind not in "iu" or arr.ndim != 1:
                 raise UserError(f"{p} holds a {arr.ndim}-D array of {arr.dtype} values, not a list of integers: save "
                                 f"the indices as a flat integer array (np.array(idx, dtype=np.int64))")
-            vals = arr.ravel().tolist()
+            vals = arr.tolist()
         elif p.suffix == ".json":
             vals = json.loads(p.read_text(), parse_constant=_no_constant)
             if not isinstance(vals, list):

@@ -89,6 +89,13 @@ PROFILE_BOUND = 8.0
 REALS = ("unseen", "retain", "forget-residual")
 
 
+def forget_mask(task: UnlearnTask) -> Tensor:
+    """True at the classes to forget (on the task's device): what the game hides from the discriminator."""
+    mask = torch.zeros(task.num_classes, dtype=torch.bool, device=task.device)
+    mask[task.forget_classes] = True
+    return mask
+
+
 @register_method("adversarial")
 class Adversarial(Method):
     """Generator (the model) vs an MLP discriminator on its outputs, with retain protection and guard rails."""
@@ -224,8 +231,7 @@ class Adversarial(Method):
         input model, and keep the best game under the declared rule of `Attempt.rank` (held-out retain
         accuracy and the forget set only: never the test split). Every game is recorded in metrics.json."""
         c = self.config
-        fmask = torch.zeros(task.num_classes, dtype=torch.bool, device=task.device)
-        fmask[task.forget_classes] = True
+        fmask = forget_mask(task)
         self._forget_mask = fmask.cpu()
         start = {k: v.detach().clone() for k, v in model.state_dict().items()}
         retain, held = _hold_out(task.retain, c.guard_size, task.generator)
@@ -374,9 +380,7 @@ class Adversarial(Method):
     def restore(self, artifacts: dict[str, dict[str, Tensor]], task: UnlearnTask) -> None:
         """A resumed run gets back the discriminator of its finished game (for extra_metrics and its file)."""
         if "discriminator" in artifacts:
-            fmask = torch.zeros(task.num_classes, dtype=torch.bool)
-            fmask[task.forget_classes] = True
-            self._forget_mask = fmask
+            self._forget_mask = forget_mask(task).cpu()
             disc = Discriminator(task.num_classes)
             disc.load_state_dict(artifacts["discriminator"])
             self._disc = disc.eval().cpu()
