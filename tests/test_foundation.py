@@ -121,6 +121,8 @@ def test_forget_with_retrain_reports_reference_gap_and_speedup(digits_run, tmp_p
               "speedup", "js_div", "original"):
         assert k in m, k
     assert "forget_test_acc" not in m  # class-forgetting only
+    lo, hi = m["mia_loss_auc_ci"]  # issue 22: the loss attack's AUC comes with its 95% interval
+    assert lo <= m["mia_loss_auc"] <= hi and hi - lo > 0
     assert set(m["gap"]) >= {"forget_acc", "retain_acc", "test_acc", "mia_efficacy", "avg"}
     assert m["speedup"] == pytest.approx(m["reference"]["seconds"] / m["seconds"], rel=1e-2)
     ref = load_run(out / "reference")

@@ -312,3 +312,20 @@ def test_progress_prints_plain_lines_off_a_terminal(capsys, monkeypatch) -> None
     monkeypatch.setattr(pg, "_QUIET", True)
     list(pg.progress(range(3), "quiet"))
     assert capsys.readouterr().err == ""
+
+
+def test_the_loss_attack_auc_interval_covers_chance_for_identical_losses_and_narrows_with_samples():
+    """Issue 22: loss-MIA shown with its confidence interval; the interval must mean what it says."""
+    import numpy as np
+
+    from unlearnkit.metrics.mia import loss_mia
+
+    rng = np.random.default_rng(0)
+    same_small = loss_mia(rng.exponential(1.0, 40), rng.exponential(1.0, 40))
+    same_large = loss_mia(rng.exponential(1.0, 2000), rng.exponential(1.0, 2000))
+    apart = loss_mia(rng.exponential(0.01, 500), rng.exponential(1.0, 500))
+    for auc, _, (lo, hi) in (same_small, same_large, apart):
+        assert lo <= auc <= hi
+    assert same_small[2][0] < 50 < same_small[2][1] and same_large[2][0] < 50 < same_large[2][1]
+    assert (same_small[2][1] - same_small[2][0]) > 3 * (same_large[2][1] - same_large[2][0])
+    assert apart[2][0] > 90  # members whose loss is 100x smaller are found, and surely so

@@ -55,8 +55,10 @@ def runs(tmp_path_factory, mlp_run):
     f1 = unlearnkit.forget(one, "finetune", d / "forget-class", forget_class="3", settings={"epochs": 2},
                            retrain=True)
     f2 = unlearnkit.forget(one, "finetune", d / "forget-random", forget_random=0.1, settings={"epochs": 2})
-    page = unlearnkit.report([f1, f2, one], d / "report.html")
-    yield {"dir": d, "one": one, "f1": f1, "f2": f2, "page": page}
+    f3 = unlearnkit.forget(one, "random-label", d / "forget-class-rl", forget_class="3", settings={"epochs": 1},
+                           reference=f1 / "reference")  # the same task as f1: the two are ranked together
+    page = unlearnkit.report([f1, f2, one, f3], d / "report.html")
+    yield {"dir": d, "one": one, "f1": f1, "f2": f2, "f3": f3, "page": page}
     torch.set_num_threads(threads)
 
 
@@ -68,20 +70,20 @@ def test_page_is_self_contained_and_shows_every_section(runs):
     for src in srcs:
         assert src.startswith("data:image/png;base64,")
         Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).verify()  # a whole, valid PNG
-    # per run: per-class, membership, curves, confusion; +8 forget/test samples; +1 comparison chart
-    assert len(srcs) == 1 + (4 + 8) + (4 + 8) + (4 + 8)
+    # per run: per-class, membership, curves, confusion; +8 forget/test samples; +1 chart for the one group
+    # of two runs (f1 and f3 forgot the same class; f2 and the trained run are groups of one)
+    assert len(srcs) == 1 + 4 * (4 + 8)
     alts = [a["alt"] for a in p.all("img")]
     for title in ("Per-class test accuracy", "Membership-inference picture", "Training curves",
-                  "Confusion matrices (test set)", "comparison chart"):
+                  "Confusion matrices (test set)", "comparison chart: class on digits: forget class “3”"):
         assert title in alts
     ids = {a.get("id") for _, a in p.tags}
-    assert {"compare", "run-0", "run-1", "run-2"} <= ids
-    compare = runs["page"].read_text().split('id="compare"')[1].split("</table>")[0]
-    assert compare.count("<tr>") == 4  # header + one row per run
+    assert {"compare", "run-0", "run-1", "run-2", "run-3"} <= ids
     m = json.loads((runs["f1"] / "metrics.json").read_text())
-    assert f"{m['forget_acc']:.2f}" in compare and f"{m['gap']['avg']:.2f}" in compare
+    assert f"{m['forget_acc']:.2f}" in compare_tables(runs["page"])[0] and \
+        f"{m['gap']['avg']:.2f}" in compare_tables(runs["page"])[0]
     assert "asked to forget class “3”" in text and "a random 10% of the training samples" in text
-    assert text.count("Full configuration (meta.json)") == 3 and '"finetune"' in text  # meta.json, escaped
+    assert text.count("Full configuration (meta.json)") == 4 and '"finetune"' in text  # meta.json, escaped
     assert "train: epoch 10/10" in text  # the run's log.txt
     # issue 22: each forget run's verdict comes first in its section, coloured by its status, with its reasons
     html = runs["page"].read_text()
@@ -90,6 +92,26 @@ def test_page_is_self_contained_and_shows_every_section(runs):
         assert section.index(f'id="verdict-{i}"') < section.index('class="lede"')
         status = json.loads((runs[f"f{i + 1}"] / "metrics.json").read_text())["verdict"]["status"]
         assert f"Verdict: {status.upper()}" in section.split("</div>")[0]
+
+
+def compare_tables(page: Path) -> list[str]:
+    return page.read_text().split('id="compare"')[1].split("</section>")[0].split("</table>")[:-1]
+
+
+def test_comparison_groups_runs_by_task_and_ranks_only_within_a_group(runs):
+    """Issue 22: "best" went to a no-op run of another dataset and scenario; now each task is its own table."""
+    tables = compare_tables(runs["page"])
+    assert len(tables) == 3  # class-3 (f1, f3), random 10% (f2), trained (one)
+    assert "forget class “3”" in tables[0] and "random 10%" in tables[1] and "trained models" in tables[2]
+    assert [t.count("<tr>") for t in tables] == [3, 2, 2]  # header + its runs
+    gaps = {k: json.loads((runs[k] / "metrics.json").read_text())["gap"]["avg"] for k in ("f1", "f3")}
+    winner = min(gaps, key=gaps.get)
+    assert tables[0].count('class="best"') == 1
+    row = next(r for r in tables[0].split("<tr>") if 'class="best"' in r)
+    assert f"#run-{0 if winner == 'f1' else 3}" in row
+    assert 'class="best"' not in tables[1] + tables[2]  # a group of one ranks nothing
+    for k in ("f1", "f3"):  # each row says its verdict
+        assert json.loads((runs[k] / "metrics.json").read_text())["verdict"]["status"] in tables[0]
 
 
 def test_forget_run_records_the_loss_curves_of_its_training_loops(runs):
@@ -141,6 +163,13 @@ PROBE_TAIL = """<script>window.addEventListener('load', () => {
   d.setAttribute('data-total', imgs.length);
   d.setAttribute('data-ok', painted.length);
   d.setAttribute('data-errors', window.__errors.join('|'));
+  // issue 22: the verdict is on the page, and every comparison column is visible without scrolling
+  const vs = [...document.querySelectorAll('.verdict')].filter(v => v.getBoundingClientRect().height > 0);
+  d.setAttribute('data-verdicts', vs.length);
+  const wide = [...document.querySelectorAll('table.compare')].filter(
+    t => t.getBoundingClientRect().right > document.documentElement.clientWidth + 0.5);
+  d.setAttribute('data-overflow', wide.length);
+  d.setAttribute('data-width', document.documentElement.clientWidth);
   document.body.appendChild(d);
 });</script>"""
 
@@ -157,16 +186,20 @@ def test_page_loads_in_headless_chromium_and_every_image_renders(runs, tmp_path)
                       encoding="utf-8")
     cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
            "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage",
-           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=20000", "--dump-dom",
+           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=20000", "--window-size=1400,900",
+           "--dump-dom",
            probed.as_uri()]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, res.stderr[-2000:]
-    probe = re.search(r'<div id="probe" data-total="(\d+)" data-ok="(\d+)" data-errors="([^"]*)"', res.stdout)
+    probe = re.search(r'<div id="probe" data-total="(\d+)" data-ok="(\d+)" data-errors="([^"]*)" '
+                      r'data-verdicts="(\d+)" data-overflow="(\d+)" data-width="(\d+)"', res.stdout)
     assert probe, f"the page did not finish loading: {res.stdout[-500:]} {res.stderr[-1500:]}"
     total, ok, errors = int(probe[1]), int(probe[2]), probe[3]
     assert total == page.count("<img ") > 0
     assert ok == total, f"{total - ok} images did not decode"
     assert errors == ""
+    assert int(probe[4]) == 3  # one visible verdict per forget run
+    assert int(probe[6]) <= 1400 and int(probe[5]) == 0, "a comparison table is wider than a 1400-px window"
 
 
 # --------------------------------------------------------------------------- log.txt and TensorBoard

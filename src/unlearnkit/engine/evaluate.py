@@ -76,9 +76,9 @@ def evaluate_predictions(p: Predictions, bundle: DataBundle, split: Split, scena
         members = true_label_confidence(p.retain_logits[:n], p.retain.y[:n])
         m["mia_efficacy"] = _r(mia_efficacy(members, true_label_confidence(nonmember_logits, nonmember_y),
                                             true_label_confidence(p.forget_logits, p.forget.y)))
-        auc, acc = loss_mia(per_sample_loss(p.forget_logits, p.forget.y), per_sample_loss(unseen_logits, unseen_y),
-                            seed)
-        m["mia_loss_auc"], m["mia_loss_acc"] = _r(auc), _r(acc)
+        auc, acc, (lo, hi) = loss_mia(per_sample_loss(p.forget_logits, p.forget.y),
+                                      per_sample_loss(unseen_logits, unseen_y), seed)
+        m["mia_loss_auc"], m["mia_loss_acc"], m["mia_loss_auc_ci"] = _r(auc), _r(acc), [_r(lo), _r(hi)]
     m["per_class_acc"] = {"test": [None if v is None else _r(v)
                                    for v in per_class_accuracy(p.test_logits, y_test, bundle.num_classes)]}
     m["confusion_test"] = confusion_matrix(p.test_logits, y_test, bundle.num_classes)

@@ -28,7 +28,8 @@ _TB: Any = None
 _TB_STEPS: dict[str, int] = {}
 _EPOCHS: list[tuple[str, float]] = []
 _LIVE: TextIO | None = None
-NOT_CURVES = ("per_class_acc", "confusion_test")
+NOT_CURVES = ("per_class_acc", "confusion_test", "mia_loss_auc_ci")
+X_AXES = ("step", "steps", "epoch", "epochs", "round", "rounds")  # counters: the x of a curve, not one
 
 
 def set_command(argv: list[str]) -> None:
@@ -160,11 +161,13 @@ def flat_scalars(d: dict, prefix: str = "") -> dict[str, float]:
 def curves(d: dict, prefix: str = "") -> dict[str, list[float]]:
     """Every list of at least two numbers in a nested dict (loss curves, per-round figures), by path.
 
-    Per-class accuracies and confusion matrices are tables, not curves, and are left out.
+    Per-class accuracies and confusion matrices are tables, not curves, and step / epoch counters are the
+    x-axis of the curves beside them: all are left out (a counter drawn as a curve is a straight line that
+    reads like a rising loss).
     """
     out: dict[str, list[float]] = {}
     for k, v in d.items():
-        if k in NOT_CURVES:
+        if k in NOT_CURVES or k in X_AXES:
             continue
         if isinstance(v, list) and len(v) >= 2 and all(_is_num(x) for x in v):
             out[prefix + str(k)] = [float(x) for x in v]

@@ -96,7 +96,10 @@ def _absolute(m: dict, scenario: str) -> list[tuple[str, str]]:
             out.append(_limit(m["forget_acc"] - m["test_acc"], SAMPLE_ACC_GAP_PASS, SAMPLE_ACC_GAP_FAIL,
                               "forget-set accuracy minus test accuracy"))
         if "mia_loss_auc" in m:
-            out.append(_limit(m["mia_loss_auc"], LOSS_AUC_PASS, LOSS_AUC_FAIL, "loss-MIA AUC, forget vs. unseen"))
+            ci = m.get("mia_loss_auc_ci")
+            within = (f" (95% interval {ci[0]:.1f}-{ci[1]:.1f})" if isinstance(ci, list) and len(ci) == 2 else "")
+            out.append(_limit(m["mia_loss_auc"], LOSS_AUC_PASS, LOSS_AUC_FAIL,
+                              f"loss-MIA AUC, forget vs. unseen{within}"))
     elif scenario == "backdoor" and "asr" in m:
         out.append(_limit(m["asr"], ASR_PASS, ASR_FAIL, LABELS["asr"]))
     return out

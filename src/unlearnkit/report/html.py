@@ -43,7 +43,7 @@ METRICS = [("forget_acc", "forget-set accuracy", "UA = 100 − this"),
            ("forget_test_acc", "test accuracy, forgotten classes", ""),
            ("retain_acc", "retain accuracy", "RA"), ("test_acc", "test accuracy", "TA"),
            ("mia_efficacy", "MIA efficacy", "forget samples an SVC calls unseen, %"),
-           ("mia_loss_auc", "loss-MIA AUC", "50 = indistinguishable from unseen"),
+           ("mia_loss_auc", "loss-MIA AUC", "50 = indistinguishable from unseen; [95% interval]"),
            ("clean_acc", "clean accuracy", ""), ("asr", "attack success rate", "triggered test samples"),
            ("robust_acc", "robust accuracy", "triggered samples, true labels"),
            ("der", "DER", "defence effectiveness rating, 0–1, higher is better"),
@@ -164,29 +164,68 @@ set: the gold standard a good unlearning method is indistinguishable from. Gap =
 """
 
 
+def _task(meta: dict) -> str:
+    """What a run was asked to do, as a heading: runs compare (and rank) only against runs with the same task."""
+    data = meta.get("data", {}).get("spec", "?")
+    if meta.get("kind") != "forget":
+        return f"trained models on {data}"
+    return f"{meta.get('scenario') or 'forget'} on {data}: forget {_forget_what(meta)}"
+
+
 def _comparison(labels: list[str], runs: list[Run]) -> str:
-    keys = [(k, SHORT.get(k, label)) for k, label, _ in METRICS if any(k in r.metrics for r in runs)]
-    head = "".join(f"<th>{e(label)}</th>" for _, label in keys)
-    rows = []
-    gaps = [r.metrics.get("gap", {}).get("avg") for r in runs]
-    best = min((g for g in gaps if isinstance(g, (int, float))), default=None)
-    for i, (label, r, g) in enumerate(zip(labels, runs, gaps, strict=True)):
-        m = r.metrics
-        cells = "".join(f"<td>{_num(m.get(k))}</td>" for k, _ in keys)
-        star = ' <span class="best">best</span>' if g is not None and g == best and len(runs) > 1 else ""
-        rows.append(f'<tr><th><a href="#run-{i}">{e(label)}</a></th><td>{e(_method(r.meta))}</td>'
-                    f"<td>{e(r.meta.get('scenario') or '–')}</td>{cells}"
-                    f'<td class="{_gap_class(g)}">{_num(g)}{star}</td><td>{_num(m.get("speedup"), 1)}</td></tr>')
-    chart_keys = [k for k in ("forget_acc", "forget_test_acc", "retain_acc", "test_acc", "mia_efficacy", "asr",
-                              "clean_acc") if any(k in r.metrics for r in runs)]
-    groups = {SHORT[k]: {label: r.metrics[k] for label, r in zip(labels, runs, strict=True) if k in r.metrics}
-              for k in chart_keys}
-    chart = _img(plots.grouped_bars(groups, "percent"), "comparison chart") if groups else ""
+    """One table per task (dataset, scenario, forget request); "best" only among runs of the same task.
+
+    Why grouped: an average gap says how close a run came to *its* retrained model; a no-op run on an easy
+    task can have a smaller gap than a good run on a hard one, so ranking across tasks crowns the wrong run.
+    Each table keeps only its task's columns, so that all of them fit a 1400-px window without scrolling.
+    """
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(runs):
+        groups.setdefault(_task(r.meta), []).append(i)
+    blocks = [_comparison_group(task, [(i, labels[i], runs[i]) for i in idx]) for task, idx in groups.items()]
+    several = any(len(idx) > 1 for idx in groups.values())
+    lede = ("Runs grouped by task (dataset, scenario, forget request); within a group the average gap to the "
+            "retrained reference (lower is better) decides which forgot most like retraining." if several else
+            "Each run did a different task (dataset, scenario or forget request), so none is ranked against "
+            "another.")
     return f"""<section id="compare" class="card"><h2>Comparison</h2>
-<p class="lede">Each run's numbers side by side; the average gap to its retrained reference (lower is better)
-decides which forgot most like retraining.</p>
-<div class="scroll"><table class="metrics compare"><thead><tr><th>run</th><th>method</th><th>scenario</th>{head}
-<th>avg gap</th><th>speed-up</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>{chart}</section>"""
+<p class="lede">{lede}</p>{"".join(blocks)}</section>"""
+
+
+def _comparison_group(task: str, members: list[tuple[int, str, Run]]) -> str:
+    keys = [(k, SHORT.get(k, label)) for k, label, _ in METRICS if any(k in r.metrics for _, _, r in members)]
+    head = "".join(f"<th>{e(label)}</th>" for _, label in keys)
+    gaps = [r.metrics.get("gap", {}).get("avg") for _, _, r in members]
+    ranked = [g for g in gaps if isinstance(g, (int, float))]
+    best = min(ranked) if len(ranked) > 1 else None
+    rows = []
+    for (i, label, r), g in zip(members, gaps, strict=True):
+        m = r.metrics
+        v = m.get("verdict") if isinstance(m.get("verdict"), dict) else {}
+        status = str(v.get("status", "–"))
+        cells = "".join(f"<td>{_num(m.get(k), 0 if k == 'seconds' else 2)}</td>" for k, _ in keys)
+        star = ' <span class="best">best</span>' if best is not None and g == best else ""
+        sp = m.get("speedup")
+        rows.append(f'<tr><th><a href="#run-{i}">{e(label)}</a></th><td>{e(_method(r.meta))}</td>'
+                    f'<td class="vcell v-{e(status.replace(" ", "-"))}">{e(status)}</td>{cells}'
+                    f'<td class="{_gap_class(g)}">{_num(g)}{star}</td>'
+                    f'<td class="{_speed_class(sp)}">{_num(sp, 1)}</td></tr>')
+    chart = ""
+    if len(members) > 1:
+        chart_keys = [k for k in ("forget_acc", "forget_test_acc", "retain_acc", "test_acc", "mia_efficacy", "asr",
+                                  "clean_acc") if any(k in r.metrics for _, _, r in members)]
+        bars = {SHORT[k]: {label: r.metrics[k] for _, label, r in members if k in r.metrics} for k in chart_keys}
+        chart = _img(plots.grouped_bars(bars, "percent"), f"comparison chart: {task}") if bars else ""
+    return f"""<div class="group"><h3>{e(task)}</h3>
+<table class="metrics compare"><thead><tr><th>run</th><th>method</th><th>verdict</th>{head}
+<th>avg gap</th><th>speed-up</th></tr></thead><tbody>{"".join(rows)}</tbody></table>{chart}</div>"""
+
+
+def _speed_class(sp) -> str:
+    """Green from 10x faster than retraining, red when slower than retraining."""
+    if not isinstance(sp, (int, float)):
+        return ""
+    return "good" if sp >= 10 else "warn" if sp >= 1 else "bad"
 
 
 def _run_section(index: int, label: str, run: Run, data_root: str | Path | None) -> str:
@@ -289,26 +328,54 @@ def _verdict(meta: dict, m: dict) -> str:
     return s
 
 
+def _card_class(k: str, m: dict) -> str:
+    """A card's colour: its gap to the retrained model where there is one; else, for a backdoor, the ASR and
+    the clean-accuracy drop against absolute bars (ASR <= 5% good, > 20% bad; a drop <= 2 points good, > 10
+    bad, the verdict's "damaged" line), so that a card at 89% ASR is never neutral grey."""
+    g, o = m.get("gap", {}), m.get("original", {})
+    if k in g:
+        return _gap_class(g[k])
+    v = m.get(k)
+    if not isinstance(v, (int, float)):
+        return ""
+    if k == "asr":
+        return "good" if v <= 5 else "warn" if v <= 20 else "bad"
+    if k == "clean_acc" and isinstance(o.get(k), (int, float)):
+        drop = o[k] - v
+        return "good" if drop <= 2 else "warn" if drop <= 10 else "bad"
+    return ""
+
+
 def _cards(m: dict) -> str:
     o, r, g = m.get("original", {}), m.get("reference", {}), m.get("gap", {})
     labels = {k: label for k, label, _ in METRICS}
     cards = []
-    for k in CARD_KEYS:
+    first = ("asr", "clean_acc") if "asr" in m else ()  # a backdoor run: its two numbers lead
+    for k in first + tuple(k for k in CARD_KEYS if k not in first):
         if k not in m:
             continue
         sub = " · ".join(x for x in (f"before {_num(o[k])}" if k in o else "",
                                       f"retrained {_num(r[k])}" if k in r else "") if x)
-        cls = _gap_class(g.get(k)) if k in g else ""
-        cards.append(f'<div class="stat {cls}"><div class="k">{e(labels[k])}</div>'
+        cards.append(f'<div class="stat {_card_class(k, m)}"><div class="k">{e(labels[k])}</div>'
                      f'<div class="v">{_num(m[k], 1)}<small>%</small></div><div class="s">{sub}</div></div>')
     if "avg" in g:
         cards.append(f'<div class="stat {_gap_class(g["avg"])}"><div class="k">average gap</div>'
                      f'<div class="v">{_num(g["avg"])}</div><div class="s">UA, RA, TA, MIA vs retrained</div></div>')
     if "speedup" in m:
-        cards.append(f'<div class="stat"><div class="k">speed-up</div><div class="v">{_num(m["speedup"], 1)}'
-                     f'<small>×</small></div><div class="s">{_secs(m.get("seconds"))} vs '
+        sp = m["speedup"]
+        what = "speed-up" if not isinstance(sp, (int, float)) or sp >= 1 else "slower than retraining"
+        cards.append(f'<div class="stat {_speed_class(sp)}"><div class="k">{what}</div><div class="v">'
+                     f'{_num(sp, 1)}<small>×</small></div><div class="s">{_secs(m.get("seconds"))} vs '
                      f'{_secs(r.get("seconds"))} retraining</div></div>')
     return f'<div class="stats">{"".join(cards)}</div>' if cards else ""
+
+
+def _interval(d: dict, k: str) -> str:
+    """A metric's 95% interval where metrics.json has one (`<key>_ci`), e.g. the loss-MIA AUC's bootstrap."""
+    ci = d.get(f"{k}_ci")
+    if not (isinstance(ci, list) and len(ci) == 2 and all(isinstance(x, (int, float)) for x in ci)):
+        return ""
+    return f'<small class="ci">[{ci[0]:.1f}, {ci[1]:.1f}]</small>'
 
 
 def _metrics_table(m: dict, meta: dict) -> str:
@@ -319,7 +386,8 @@ def _metrics_table(m: dict, meta: dict) -> str:
     for k, label, hint in METRICS:
         if not any(k in d for _, d in cols):
             continue
-        cells = "".join(f"<td>{_num(d.get(k), 3 if k in ('js_div', 'der') else 2)}</td>" for _, d in cols)
+        cells = "".join(f"<td>{_num(d.get(k), 3 if k in ('js_div', 'der') else 2)}{_interval(d, k)}</td>"
+                        for _, d in cols)
         gap = f'<td class="{_gap_class(g.get(k))}">{_num(g.get(k))}</td>' if g else ""
         rows.append(f'<tr><th>{e(label)}<small>{e(hint)}</small></th>{cells}{gap}</tr>')
     if not rows:

@@ -81,13 +81,16 @@ def confidence_histograms(panels: dict[str, dict[str, np.ndarray]]) -> str:
 
     A membership attack sees exactly this: a part whose histogram sits on the retain set's looks like
     training data, one that sits on the test set's looks unseen. The axis is logit-scaled (as in LiRA):
-    a trained model puts most samples above 0.9, where 0.99 and 0.9999 are worlds apart.
+    a trained model puts most samples above 0.9, where 0.99 and 0.9999 are worlds apart. The panels share
+    their y scale, so that "before", "after" and "retrained" compare at a glance (a panel with its own scale
+    makes a flat histogram look as tall as a spike), and one legend sits above them, covering no data.
     """
     lo, hi = 1e-4, 1 - 1e-6
-    fig = _figure(3.9 * len(panels) + 0.4, 3.1)
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]  # own y scale: a 100% spike must not flatten the rest
+    fig = _figure(3.9 * len(panels) + 0.4, 3.4)
+    axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
     bins = 1 / (1 + np.exp(-np.linspace(np.log(lo / (1 - lo)), np.log(hi / (1 - hi)), 36)))
     bins[0], bins[-1] = lo, hi  # exactly: clipped values must land in the end bins, not just outside
+    legend: dict[str, object] = {}
     for ax, (model, parts) in zip(axes, panels.items(), strict=True):
         for i, (part, conf) in enumerate(parts.items()):
             if len(conf) == 0:
@@ -96,8 +99,8 @@ def confidence_histograms(panels: dict[str, dict[str, np.ndarray]]) -> str:
             w = np.full(len(c), 100.0 / len(c))
             color = _color(part, i, PART_COLORS)
             ax.hist(c, bins=bins, weights=w, histtype="stepfilled", alpha=0.15, color=color)
-            ax.hist(c, bins=bins, weights=w, histtype="step", linewidth=1.6, color=color,
-                    label=f"{part} (n={len(c)})")
+            _, _, line = ax.hist(c, bins=bins, weights=w, histtype="step", linewidth=1.6, color=color)
+            legend.setdefault(f"{part} (n={len(c)})", line[0])
         ax.set_xscale("logit")
         ax.set_xlim(lo, hi)
         ax.set_xticks(LOGIT_TICKS, [f"{t:g}" for t in LOGIT_TICKS])
@@ -106,8 +109,10 @@ def confidence_histograms(panels: dict[str, dict[str, np.ndarray]]) -> str:
         ax.set_xlabel("confidence in the true label", color=INK, fontsize=9)
         _style(ax)
         ax.tick_params(axis="x", labelsize=7)
-        ax.legend(frameon=False, fontsize=7.5, loc="upper left")
     axes[0].set_ylabel("share of samples (%)", color=INK, fontsize=9)
+    if legend:
+        fig.legend(list(legend.values()), list(legend), loc="outside upper center", ncols=len(legend),
+                   frameon=False, fontsize=8)
     return data_uri(fig)
 
 
@@ -146,7 +151,7 @@ def confusion_matrices(mats: dict[str, Sequence[Sequence[int]]], classes: Sequen
                 if v:
                     ax.text(c, r, f"{int(v)}", ha="center", va="center", fontsize=6.5,
                             color="white" if rate[r, c] > 0.55 else INK)
-            labels = [str(c)[:8] for c in classes]
+            labels = [str(c) for c in classes]  # whole names: "Ankle bo" is not a class
             ax.set_xticks(range(n), labels, rotation=90 if max(map(len, labels)) > 2 else 0, fontsize=7)
             ax.set_yticks(range(n), labels, fontsize=7)
         ax.set_title(name, color=INK, fontsize=10)

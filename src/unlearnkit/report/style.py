@@ -43,9 +43,14 @@ table.metrics tbody tr:hover { background: #f9fafb; }
 td.good { color: var(--good); font-weight: 600; } td.warn { color: var(--warn); font-weight: 600; }
 td.bad { color: var(--bad); font-weight: 600; }
 .best { font-size: 11px; background: var(--good-bg); color: var(--good); border-radius: 999px; padding: 1px 7px; }
-.scroll { overflow-x: auto; }
-table.compare th, table.compare td { padding: 6px 8px; }
-table.compare thead th { max-width: 90px; }
+.group { margin: 0 0 18px; }
+small.ci { display: block; color: var(--muted); font-size: 11px; }
+table.compare { width: 100%; table-layout: auto; }
+table.compare th, table.compare td { padding: 5px 6px; }
+table.compare thead th { font-size: 11px; letter-spacing: .2px; text-transform: none; white-space: normal; }
+table.compare td.vcell { text-align: left; font-weight: 600; white-space: nowrap; }
+td.v-forgotten { color: var(--good); } td.v-not-forgotten, td.v-damaged { color: var(--bad); }
+td.v-inconclusive, td.v-unchanged { color: var(--warn); }
 .panel { margin: 0; border: 1px solid var(--line); border-radius: 10px; padding: 14px 16px; background: #fff;
   min-width: 0; }
 .panel.wide { margin: 0 0 16px; }
