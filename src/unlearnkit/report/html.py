@@ -30,7 +30,7 @@ from ..engine import distributed
 from ..engine.device import get_device
 from ..engine.progress import say
 from ..engine.rundir import LOG_FILE, Run, load_run
-from ..engine.runlog import curves
+from ..engine.runlog import curves, flat_scalars
 from ..engine.train import predict_logits
 from ..errors import UserError
 from ..metrics.mia import true_label_confidence
@@ -253,7 +253,7 @@ def _run_section(index: int, label: str, run: Run, data_root: str | Path | None)
               _confusions(meta, m, related)]
     if ev is not None:
         parts += [_samples(ev), _triggered(ev)]
-    parts += [_config(run), "</section>"]
+    parts += [_diagnostics(meta, m), _config(run), "</section>"]
     return "\n".join(p for p in parts if p)
 
 
@@ -583,6 +583,30 @@ def _triggered(ev: _Evidence) -> str:
             f"{e(goal)}</h3><div class='samples'>{clean}</div><div class='samples'>{triggered}</div>"
             f"<p class='caption'>Top row: clean test images; bottom row: the same images with the trigger. A model "
             f"without the backdoor predicts both rows alike.</p></div>")
+
+
+def _diagnostics(meta: dict, m: dict) -> str:
+    """The method's own figures (metrics.json under its name), folded away and labelled as diagnostics.
+
+    Why apart from the verdict: these say how the method ran (a game's losses, the adversarial method's
+    discriminator scores, a guard's checkpoints), not whether the model forgot. Issue 22 measured the
+    discriminator score that the described system took as its success indicator: it scored a run that changed
+    nothing best (mean 0.477) and the only good run worst (0.500).
+    """
+    name = (meta.get("method") or {}).get("name")
+    figures = m.get(name) if name else None
+    if not isinstance(figures, dict):
+        return ""
+    flat = {k: v for k, v in flat_scalars(figures).items() if not k.startswith(("samples/", "history/"))}
+    if not flat:
+        return ""
+    rows = "".join(f"<tr><th>{e(k)}</th><td>{e(f'{v:g}')}</td></tr>" for k, v in list(flat.items())[:80])
+    return (f'<details class="panel wide"><summary>Method diagnostics ({e(name)}): how it ran, not evidence '
+            f'of forgetting</summary><p class="caption">The method\'s own figures from metrics.json. They describe '
+            f"the run (losses, budgets, the guard, the adversarial method's discriminator scores); whether the "
+            f"model forgot is judged only by the measured metrics and the verdict above. A discriminator score "
+            f"near 0.5 is reached by a run that changed nothing as easily as by one that forgot.</p>"
+            f'<table class="metrics">{rows}</table></details>')
 
 
 def _trigger_fn(poison: dict, device: torch.device):
