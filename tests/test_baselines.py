@@ -213,3 +213,21 @@ def test_finetune_never_costs_more_than_a_quarter_of_retraining_by_default(origi
     from unlearnkit.methods.finetune import unlearn_epochs
 
     assert unlearn_epochs(original) == expected
+
+
+@pytest.mark.parametrize("method", ["scrub", "l1-sparse"])
+def test_ten_epoch_methods_visit_a_share_of_the_retain_set_that_keeps_them_at_a_quarter_of_retraining(
+        mlp_run, method):
+    """Issue 22: the papers' 10 full retain passes cost 3x the retraining of a 3-epoch original; by default each
+    epoch now visits the share that keeps the run at a quarter of the original's epochs, and a set share stays."""
+    from unlearnkit.methods._steps import retain_share
+
+    assert retain_share(None, 3, 10) == pytest.approx(0.075) and retain_share(None, 40, 10) == 1.0
+    assert retain_share(None, 1, 1000) == 0.01 and retain_share(0.5, 3, 10) == 0.5
+    m, task, model = _task(mlp_run, method, {"epochs": 5})
+    assert task.train_config.epochs == 10
+    m.unlearn(model, task)
+    assert task.figures["retain_fraction"] == pytest.approx(0.5)  # 5 epochs x 0.5 = a quarter of 10
+    m, task, model = _task(mlp_run, method, {"epochs": 2, "retain_fraction": 0.3})
+    m.unlearn(model, task)
+    assert task.figures["retain_fraction"] == 0.3

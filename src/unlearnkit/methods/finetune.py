@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..engine.train import TrainConfig, fit
+from ._steps import UNLEARN_SHARE
 from .base import Method, UnlearnTask, register_method
 
-UNLEARN_EPOCHS, UNLEARN_BATCH, UNLEARN_SHARE = 10, 128, 0.25
+UNLEARN_EPOCHS, UNLEARN_BATCH = 10, 128
 BACKDOOR_EPOCHS, BACKDOOR_BATCH = 100, 256
 
 
