@@ -165,6 +165,14 @@ def test_a_game_too_short_to_forget_is_replayed_safer_not_returned_unchanged(tmp
     assert m["adversarial"]["attempt"] == games[-1]["game"] and not games[-1]["stopped_early"]
     assert m["original"]["forget_test_acc"] >= 90.0 and m["forget_test_acc"] <= 10.0
     assert m["test_acc"] >= 85.0
+    # a job this small (8 epochs of ~70 images) retrains in fewer sample passes than one game: said, and recorded
+    assert m["adversarial"]["game_vs_retraining"] > 1.0
+    assert "`--method retrain` is cheaper and exact at this size" in (run / "log.txt").read_text()
+
+
+def test_a_job_larger_than_the_game_gets_no_small_job_note(mlp_run, tmp_path):
+    run = forget(mlp_run, "adversarial", tmp_path / "f", forget_class="3", settings=["retries=0"])
+    assert "game_vs_retraining" not in _metrics(run)["adversarial"]
 
 
 def test_a_bad_discriminator_file_is_a_one_line_error(mlp_run, tmp_path, capsys):

@@ -203,9 +203,21 @@ class Adversarial(Method):
         if c.epochs is not None:
             n = n_forget if c.epoch_of == "forget" else max(n_retain, n_forget)
             return max(1, math.ceil(c.epochs * n / c.batch_size))
-        protect = c.ce_weight > 0 or c.kl_weight > 0
-        per_step = c.batch_size * (2 if protect else 1) + c.batch_size / 3  # G fwd+bwd, extractor fwd (~1/3)
-        return max(c.min_steps, int(c.budget * task.train_config.epochs * n_retain / per_step))
+        return max(c.min_steps, int(c.budget * task.train_config.epochs * n_retain / self.passes_per_step()))
+
+    def passes_per_step(self) -> float:
+        """Sample passes (forward + backward) of one G step: forget and retain batches, the extractor's forward
+        (about a third of a pass)."""
+        c = self.config
+        return c.batch_size * (2 if c.ce_weight > 0 or c.kl_weight > 0 else 1) + c.batch_size / 3
+
+    def cost_of_retraining(self, steps: int, task: UnlearnTask, n_retain: int) -> float:
+        """One game's sample passes as a share of retraining's (epochs x retain images, forward + backward).
+
+        Above 1 the job is small enough that retraining is cheaper than the `min_steps` game (issue 21: 600
+        images, a 3-epoch original); the method still plays, and says so, since the user asked for it.
+        """
+        return steps * self.passes_per_step() / max(1, task.train_config.epochs * n_retain)
 
     def generator_groups(self, model: nn.Module, steps: int, plan: Plan | None = None) -> list[dict]:
         """Adam parameter groups for one game, as its `plan` says.
@@ -236,6 +248,12 @@ class Adversarial(Method):
         start = {k: v.detach().clone() for k, v in model.state_dict().items()}
         retain, held = _hold_out(task.retain, c.guard_size, task.generator)
         base = self.steps_for(task, len(retain), len(task.forget))
+        cost = self.cost_of_retraining(base, task, len(task.retain))
+        if cost > 1.0:
+            task.figures["game_vs_retraining"] = round(cost, 2)
+            say(f"adversarial: a small job: the shortest game that can forget ({base} steps) costs about {cost:.1f}x "
+                f"the sample passes of retraining ({task.train_config.epochs} epochs of {len(task.retain)} images), "
+                f"and a replayed game more; `--method retrain` is cheaper and exact at this size")
         attempts: list[Attempt] = []
         best: Attempt | None = None
         for i, plan in enumerate(ATTEMPTS[: 1 + c.retries]):
