@@ -96,3 +96,15 @@ def test_a_deletion_request_reaching_into_the_held_out_split_uses_those_samples_
     assert set(s.forget_idx.tolist()) == set(request) - set(val.tolist())
     assert len(s.val_idx) == len(val) - len(set(request) & set(val.tolist()))
     assert not set(request) & set(s.retain_idx.tolist())
+
+
+def test_an_image_folder_with_symlink_loops_loads_each_real_image_once(tmp_path):
+    """Issue 19: a symlink loop (a class folder linking to its parent) must not hang the scan or count images
+    twice; a link to another class's folder must not relabel that class's images."""
+    folder = make_imagefolder(tmp_path / "photos", {"cat": 6, "dog": 6}, size=8)
+    (folder / "cat" / "loop").symlink_to("..", target_is_directory=True)
+    (folder / "cat" / "dogs").symlink_to(folder / "dog", target_is_directory=True)
+    b = load_dataset(f"imagefolder:{folder}", image_size=8)
+    assert b.classes == ["cat", "dog"]
+    assert len(b.y_train) + len(b.y_test) == 12
+    assert int((torch.cat([b.y_train, b.y_test]) == 0).sum()) == 6

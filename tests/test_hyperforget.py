@@ -183,3 +183,26 @@ def test_basis_round_trip_and_dihyfo2_prompt_override():
     f, r = prompt_losses("dihyfo-2", q[None], counts, 0)
     assert float(f[0]) == 9.0 and float(r[0]) == pytest.approx(0.1)
     assert float(q[2] / q[1]) == pytest.approx(2.0)  # the retained classes keep their proportions
+
+
+@pytest.mark.parametrize("field, value", [
+    ("classes", "35"), ("classes", [3, 99]), ("classes", [True]), ("parent", 7), ("class_counts", "many"),
+    ("class_counts", [1.0]), ("start_losses", [[0.1]]), ("diffusion_steps", 2.5), ("sample_steps", "20"),
+    ("sample_steps", 0), ("chunk", None), ("temperature", "hot"), ("default_prompts", {"3": {"start": "moon"}}),
+    ("net", []), ("num_classes", 1),
+])
+def test_a_hypernetwork_meta_json_of_the_wrong_shape_is_a_one_line_error(hypernet, tmp_path, capsys, field, value):
+    """Issue 19: wrong types in a hypernetwork's meta.json were internal errors deep inside sampling."""
+    import shutil
+
+    broken = tmp_path / "hypernet"
+    shutil.copytree(hypernet, broken)
+    meta = json.loads((broken / "meta.json").read_text())
+    meta[field] = value
+    (broken / "meta.json").write_text(json.dumps(meta))
+    before = (broken / "meta.json").read_bytes()
+    assert main(["hyperforget", "sample", str(broken), "--forget-class", "3", "--out", str(tmp_path / "s"),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "meta.json" in err and "train the hypernetwork again" in err
+    assert not (tmp_path / "s").exists() and (broken / "meta.json").read_bytes() == before

@@ -22,6 +22,7 @@ classes reach 10-30 nats, and the log keeps their resolution comparable to retai
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -91,6 +92,50 @@ def override_prompt(variant: str, prompt: Tensor, counts: Tensor, cls: int, forg
         keep[cls] = False
         p[:k][keep] *= retain_loss / max(float(r[0]), 1e-8)
     return p
+
+
+def _is_int(v: object, least: int = 0) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= least
+
+
+def _is_num(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def meta_problem(meta: object) -> str | None:
+    """What is wrong with a hypernetwork's meta.json (None when sampling can trust every field it reads).
+
+    Why a schema and not try/except around sampling: a wrong type (a string for `classes`, a float for
+    `diffusion_steps`) otherwise surfaces deep inside sampling as an internal error, after work has started
+    (issue 19); checked here, it is a one-line error before anything runs.
+    """
+    if not isinstance(meta, dict):
+        return "not a JSON object"
+    if meta.get("kind") != "hyperforget":
+        return "kind is not 'hyperforget'"
+    if meta.get("variant") not in VARIANTS:
+        return f"variant must be one of {', '.join(VARIANTS)}"
+    k = meta.get("num_classes")
+    checks = [
+        (isinstance(meta.get("parent"), str) and bool(meta.get("parent")), "parent must be a path"),
+        (_is_int(k, 2), "num_classes must be an integer >= 2"),
+        (isinstance(meta.get("classes"), list) and bool(meta.get("classes"))
+         and all(_is_int(c) and isinstance(k, int) and c < k for c in meta["classes"]),
+         "classes must be a list of class indices"),
+        (isinstance(meta.get("class_counts"), list) and len(meta["class_counts"]) == k
+         and all(_is_num(c) for c in meta["class_counts"]), "class_counts must be one number per class"),
+        (isinstance(meta.get("start_losses"), list) and all(
+            isinstance(r, list) and len(r) == k and all(_is_num(x) for x in r) for r in meta["start_losses"]),
+         "start_losses must be lists of one number per class"),
+        (all(_is_int(meta.get(f), 1) for f in ("diffusion_steps", "sample_steps", "chunk", "rank")),
+         "diffusion_steps, sample_steps, chunk and rank must be integers >= 1"),
+        (isinstance(meta.get("net"), dict), "net must be an object"),
+        (all(_is_num(meta.get(f, 1.0)) for f in ("temperature", "eta")), "temperature and eta must be numbers"),
+        (isinstance(meta.get("default_prompts"), dict) and all(
+            isinstance(d, dict) and d.get("start") in STARTS and isinstance(d.get("prompts"), dict)
+            for d in meta["default_prompts"].values()), "default_prompts must map each class to its start and prompts"),
+    ]
+    return next((msg for ok, msg in checks if not ok), None)
 
 
 class HyperForget:
@@ -175,11 +220,13 @@ class HyperForget:
         try:
             meta = json.loads((p / META_FILE).read_text())
             tensors = load_file(str(p / WEIGHTS_FILE))
-            assert meta.get("kind") == "hyperforget" and meta["variant"] in VARIANTS
+            problem = meta_problem(meta)
+            if problem:
+                raise UserError(f"{p / META_FILE}: {problem}: {fix} (or train the hypernetwork again)")
             net = cls.build_net(meta)
             net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")}, strict=True)
             original, basis = tensors["original_head"], HeadBasis.from_tensors(tensors)
+            return cls(net, meta, original, basis)
         except (json.JSONDecodeError, SafetensorError, OSError, AssertionError, KeyError, TypeError, ValueError,
                 RuntimeError) as err:
             raise UserError(f"{p} is corrupt or not a hypernetwork ({type(err).__name__}): {fix}") from err
-        return cls(net, meta, original, basis)
