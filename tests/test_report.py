@@ -223,7 +223,7 @@ def test_each_run_directory_has_a_log(runs):
     assert "unlearning with finetune" in log  # what was printed (even when quiet)
     for section in ("== log", "== timings", "== summary", "== configuration (meta.json)"):
         assert section in log
-    assert "retraining the reference:" in log and "forget acc." in log and '"name": "finetune"' in log
+    assert "retraining the reference:" in log and "forget-set accuracy" in log and '"name": "finetune"' in log
 
 
 def test_tensorboard_logs_every_loss_and_metric(tmp_path):

@@ -3,8 +3,7 @@
 The public Python API; each function equals one command of the `unlearnkit` CLI.
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__  # noqa: E402,F401
 from .api import describe  # noqa: E402
 from .data import DataBundle, ForgetSpec, load_dataset  # noqa: E402
 from .demo import demo  # noqa: E402

@@ -18,11 +18,12 @@ from torch import nn
 
 from .data import DataBundle, ForgetSpec, Split, load_dataset, make_split, parse_forget_spec
 from .engine import distributed, runlog
-from .engine.checkpoint import checkpointing, file_digest, stage
+from .engine.checkpoint import checkpointing, stage
 from .engine.device import PRECISIONS, get_device
 from .engine.evaluate import Predictions, compare, evaluate_model
 from .engine.progress import say
 from .engine.rundir import Run, RunWriter, load_run, versions
+from .engine.safeload import file_digest
 from .engine.seed import seed_everything
 from .engine.train import TrainConfig, fit
 from .errors import NumericalError, UserError
@@ -208,7 +209,7 @@ def import_checkpoint(checkpoint: str | Path, arch: str, data: str = "digits", o
     refused (see `engine.checkpoint`). The training flags record how the model was trained, which is what
     `forget --retrain` repeats without the forget set. The run is evaluated on `data` as a sanity check.
     """
-    from .engine.checkpoint import load_into, read_state_dict
+    from .engine.safeload import load_into, read_state_dict
 
     writer = RunWriter(out, overwrite, inputs=(checkpoint,))
     cfg = _recipe(epochs, batch_size, lr, optimizer, val_fraction)

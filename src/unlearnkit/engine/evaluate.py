@@ -6,27 +6,14 @@ Keys follow DESIGN.md's `metrics.json` contract; keys that do not apply to a sce
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from ..data.bundle import DataBundle
 from ..data.splits import Split
 from ..errors import NumericalError
-from ..metrics import (
-    accuracy,
-    avg_gap,
-    confusion_matrix,
-    js_divergence,
-    loss_mia,
-    mia_efficacy,
-    per_class_accuracy,
-    per_sample_loss,
-    true_label_confidence,
-)
+from ..metrics import avg_gap, js_divergence
+from ..metrics.registry import EvalContext, avg_gap_keys, evaluate_all, gap_keys
 from .train import predict_logits
-
-GAP_KEYS = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy", "forget_test_acc", "mia_loss_auc",
-            "clean_acc", "asr", "robust_acc")
-AVG_GAP_KEYS = ("forget_acc", "retain_acc", "test_acc", "mia_efficacy")  # UA, RA, TA, MIA-efficacy
 
 
 def _r(v: float) -> float:
@@ -48,41 +35,11 @@ class Predictions:
                 raise NumericalError(f"the model outputs NaN/inf logits on the {name} set")
 
 
-def _test_masks(bundle: DataBundle, split: Split) -> tuple[Tensor, Tensor]:
-    """(retained-class test mask, forgotten-class test mask)."""
-    forgot = torch.isin(bundle.y_test, torch.tensor(split.forget_classes, dtype=torch.long))
-    return ~forgot, forgot
-
-
 def evaluate_predictions(p: Predictions, bundle: DataBundle, split: Split, scenario: str | None,
                          seed: int = 0) -> dict:
-    """The UA/RA/TA/MIA metrics of one model (see DESIGN.md) from its predictions."""
-    m: dict = {}
-    y_test = p.test.y
-    if scenario == "class":
-        keep, forgot = _test_masks(bundle, split)
-        m["test_acc"] = _r(accuracy(p.test_logits[keep], y_test[keep]))
-        m["forget_test_acc"] = _r(accuracy(p.test_logits[forgot], y_test[forgot]))
-        nonmember_logits, nonmember_y = p.test_logits[keep], y_test[keep]
-        unseen_logits, unseen_y = p.test_logits[forgot], y_test[forgot]
-    else:
-        m["test_acc"] = _r(accuracy(p.test_logits, y_test))
-        nonmember_logits, nonmember_y = p.test_logits, y_test
-        unseen_logits, unseen_y = p.test_logits, y_test
-    m["retain_acc"] = _r(accuracy(p.retain_logits, p.retain.y))
-    if p.forget is not None and scenario in ("class", "random", "indices"):
-        m["forget_acc"] = _r(accuracy(p.forget_logits, p.forget.y))
-        n = len(nonmember_y)
-        members = true_label_confidence(p.retain_logits[:n], p.retain.y[:n])
-        m["mia_efficacy"] = _r(mia_efficacy(members, true_label_confidence(nonmember_logits, nonmember_y),
-                                            true_label_confidence(p.forget_logits, p.forget.y)))
-        auc, acc, (lo, hi) = loss_mia(per_sample_loss(p.forget_logits, p.forget.y),
-                                      per_sample_loss(unseen_logits, unseen_y), seed)
-        m["mia_loss_auc"], m["mia_loss_acc"], m["mia_loss_auc_ci"] = _r(auc), _r(acc), [_r(lo), _r(hi)]
-    m["per_class_acc"] = {"test": [None if v is None else _r(v)
-                                   for v in per_class_accuracy(p.test_logits, y_test, bundle.num_classes)]}
-    m["confusion_test"] = confusion_matrix(p.test_logits, y_test, bundle.num_classes)
-    return m
+    """The metrics of one model (see DESIGN.md) from its predictions: every registered metric that applies to
+    the scenario (`metrics/registry.py`; the computations are in `metrics/builtin.py`)."""
+    return evaluate_all(EvalContext(p, bundle, split, scenario, seed))
 
 
 def evaluate_model(model: nn.Module, bundle: DataBundle, split: Split, scenario: str | None,
@@ -98,8 +55,8 @@ def compare(metrics: dict, reference: dict, p: Predictions | None = None,
     out = dict(metrics)
     ref = {k: v for k, v in reference.items() if k not in ("reference", "gap", "original")}
     out["reference"] = ref
-    gaps = {k: _r(abs(metrics[k] - ref[k])) for k in GAP_KEYS if k in metrics and k in ref}
-    avg = avg_gap(metrics, ref, AVG_GAP_KEYS)
+    gaps = {k: _r(abs(metrics[k] - ref[k])) for k in gap_keys() if k in metrics and k in ref}
+    avg = avg_gap(metrics, ref, avg_gap_keys())  # UA, RA, TA, MIA-efficacy
     if "avg" in avg:
         gaps["avg"] = _r(avg["avg"])
     out["gap"] = gaps

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._version import __version__
 from ..errors import UserError
 from . import runlog
 from .distributed import barrier, is_main
@@ -32,7 +33,6 @@ MODEL_FILE, META_FILE, METRICS_FILE, LOG_FILE = "model.safetensors", "meta.json"
 def versions() -> dict[str, str]:
     import torchvision
 
-    from .. import __version__
 
     return {"unlearnkit": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
             "python": platform.python_version()}

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
+from .._version import __version__
 from ..errors import UserError
 
 _T0 = time.perf_counter()
@@ -180,7 +181,6 @@ def curves(d: dict, prefix: str = "") -> dict[str, list[float]]:
 
 def render(start: int, meta: dict, metrics: dict, wall_seconds: float) -> str:
     """The text of `log.txt`: command, machine, log lines, timings, summary and full configuration."""
-    from .. import __version__
     from ..report.text import summary_table
     from .device import device_name
     from .distributed import world_size

@@ -14,11 +14,6 @@ def js_divergence(logits_p: Tensor, logits_q: Tensor) -> float:
     return float((0.5 * kl(p, m) + 0.5 * kl(q, m)).mean())
 
 
-def zrf_score(logits_model: Tensor, logits_random: Tensor) -> float:
-    """Zero Retrain Forgetting (Chundawat et al.): 1 - mean JS to a randomly initialised model's outputs."""
-    return 1.0 - js_divergence(logits_model, logits_random)
-
-
 def gap(a: float, b: float) -> float:
     return abs(float(a) - float(b))
 
@@ -31,4 +26,4 @@ def avg_gap(metrics: dict, reference: dict, keys: tuple[str, ...]) -> dict:
     return out
 
 
-__all__ = ["avg_gap", "gap", "js_divergence", "zrf_score"]
+__all__ = ["avg_gap", "gap", "js_divergence"]

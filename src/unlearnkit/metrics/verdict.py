@@ -43,6 +43,8 @@ headline never calls it so.
 
 from __future__ import annotations
 
+from .registry import label
+
 FORGOTTEN, NOT_FORGOTTEN, INCONCLUSIVE, DAMAGED = "forgotten", "not forgotten", "inconclusive", "damaged"
 UNCHANGED = "unchanged"
 
@@ -55,9 +57,6 @@ ASR_PASS, ASR_FAIL = 10.0, 25.0
 UTILITY_DROP = 10.0
 DAMAGE_DROP, NEAR_CHANCE = 10.0, 1.5
 
-LABELS = {"forget_acc": "forget-set accuracy", "forget_test_acc": "forgotten-class test accuracy",
-          "mia_efficacy": "MIA efficacy", "mia_loss_auc": "loss-MIA AUC", "asr": "attack success rate",
-          "retain_acc": "retain accuracy", "test_acc": "test accuracy", "clean_acc": "clean accuracy"}
 
 
 def _check(passed: bool, failed: bool, text: str) -> tuple[str, str]:
@@ -74,10 +73,10 @@ def _against_reference(m: dict, ref: dict) -> list[tuple[str, str]]:
             d = m[key] - ref[key]
             side = "above" if d > 0 else "below"
             out.append(_check(abs(d) <= tol, sign * d > fail,
-                              f"{LABELS[key]} {m[key]:.2f} is {abs(d):.2f} points {side} the retrained model's "
+                              f"{label(key)} {m[key]:.2f} is {abs(d):.2f} points {side} the retrained model's "
                               f"{ref[key]:.2f} (pass within {tol:g}, fail beyond {fail:g} {side})"
                               if abs(d) > tol else
-                              f"{LABELS[key]} {m[key]:.2f} is within {tol:g} points of the retrained model's "
+                              f"{label(key)} {m[key]:.2f} is within {tol:g} points of the retrained model's "
                               f"{ref[key]:.2f}"))
     return out
 
@@ -89,7 +88,7 @@ def _limit(value: float, passed: float, failed: float, text: str) -> tuple[str, 
 def _absolute(m: dict, scenario: str) -> list[tuple[str, str]]:
     out = []
     if scenario == "class":
-        out += [_limit(m[k], CLASS_ACC_PASS, CLASS_ACC_FAIL, LABELS[k]) for k in ("forget_test_acc", "forget_acc")
+        out += [_limit(m[k], CLASS_ACC_PASS, CLASS_ACC_FAIL, label(k)) for k in ("forget_test_acc", "forget_acc")
                 if k in m]
     elif scenario in ("random", "indices"):
         if "forget_acc" in m and "test_acc" in m:
@@ -101,12 +100,12 @@ def _absolute(m: dict, scenario: str) -> list[tuple[str, str]]:
             out.append(_limit(m["mia_loss_auc"], LOSS_AUC_PASS, LOSS_AUC_FAIL,
                               f"loss-MIA AUC, forget vs. unseen{within}"))
     elif scenario == "backdoor" and "asr" in m:
-        out.append(_limit(m["asr"], ASR_PASS, ASR_FAIL, LABELS["asr"]))
+        out.append(_limit(m["asr"], ASR_PASS, ASR_FAIL, label("asr")))
     return out
 
 
 def _utility(m: dict, base: dict, name: str) -> list[str]:
-    return [f"{LABELS[k]} fell to {m[k]:.2f} from the {name}'s {base[k]:.2f}"
+    return [f"{label(k)} fell to {m[k]:.2f} from the {name}'s {base[k]:.2f}"
             for k in ("retain_acc", "test_acc", "clean_acc")
             if k in m and isinstance(base.get(k), (int, float)) and base[k] - m[k] > UTILITY_DROP]
 
@@ -119,12 +118,12 @@ def _damage(m: dict, scenario: str, original: dict, ref: dict | None) -> list[st
     out = []
     classes = len((m.get("per_class_acc") or {}).get("test") or []) or None
     if classes and m[key] <= NEAR_CHANCE * 100.0 / classes:
-        out.append(f"{LABELS[key]} {m[key]:.2f} is near chance ({100.0 / classes:.1f} for {classes} classes): the "
+        out.append(f"{label(key)} {m[key]:.2f} is near chance ({100.0 / classes:.1f} for {classes} classes): the "
                    f"model no longer classifies")
     base, name = (original, "original model") if isinstance(original.get(key), (int, float)) else \
         (ref or {}, "retrained model")
     if isinstance(base.get(key), (int, float)) and base[key] - m[key] > DAMAGE_DROP:
-        out.append(f"{LABELS[key]} {m[key]:.2f} is {base[key] - m[key]:.2f} points below the {name}'s "
+        out.append(f"{label(key)} {m[key]:.2f} is {base[key] - m[key]:.2f} points below the {name}'s "
                    f"{base[key]:.2f} (damaged beyond {DAMAGE_DROP:g})")
     return out
 

@@ -33,26 +33,23 @@ from ..engine.rundir import LOG_FILE, Run, load_run
 from ..engine.runlog import curves, flat_scalars
 from ..engine.train import predict_logits
 from ..errors import UserError
+from ..metrics import registry as metric_registry
 from ..metrics.mia import true_label_confidence
 from . import plots
 from .style import CSS
 
 MAX_PER_PART = 2000  # samples per part in the histograms: the shape, at a bounded cost on big datasets
 SAMPLES = 8
-METRICS = [("forget_acc", "forget-set accuracy", "UA = 100 − this"),
-           ("forget_test_acc", "test accuracy, forgotten classes", ""),
-           ("retain_acc", "retain accuracy", "RA"), ("test_acc", "test accuracy", "TA"),
-           ("mia_efficacy", "MIA efficacy", "forget samples an SVC calls unseen, %"),
-           ("mia_loss_auc", "loss-MIA AUC", "50 = indistinguishable from unseen; [95% interval]"),
-           ("clean_acc", "clean accuracy", ""), ("asr", "attack success rate", "triggered test samples"),
-           ("robust_acc", "robust accuracy", "triggered samples, true labels"),
-           ("der", "DER", "defence effectiveness rating, 0–1, higher is better"),
-           ("js_div", "JS divergence", "to the retrained model, forget set"),
-           ("seconds", "seconds", "wall time of the method")]
-SHORT = {"forget_acc": "forget acc.", "forget_test_acc": "forgotten-class test acc.", "retain_acc": "retain acc.",
-         "test_acc": "test acc.", "mia_efficacy": "MIA efficacy", "mia_loss_auc": "loss-MIA AUC",
-         "clean_acc": "clean acc.", "asr": "ASR", "robust_acc": "robust acc.", "js_div": "JS div.", "der": "DER"}
-CARD_KEYS = ("forget_acc", "forget_test_acc", "test_acc", "retain_acc", "mia_efficacy", "asr", "clean_acc")
+
+
+def _table_metrics() -> list[tuple[str, str, str]]:
+    """(key, label, hint) of every table metric, in order, read from the metric registry at call time."""
+    return [(m.key, m.label, m.hint) for m in metric_registry.ordered() if m.table]
+
+
+def _card_keys() -> tuple[str, ...]:
+    return tuple(m.key for m in metric_registry.ordered() if m.card)
+
 e = html.escape
 
 
@@ -193,7 +190,8 @@ def _comparison(labels: list[str], runs: list[Run]) -> str:
 
 
 def _comparison_group(task: str, members: list[tuple[int, str, Run]]) -> str:
-    keys = [(k, SHORT.get(k, label)) for k, label, _ in METRICS if any(k in r.metrics for _, _, r in members)]
+    keys = [(k, metric_registry.short(k)) for k, _, _ in _table_metrics()
+            if any(k in r.metrics for _, _, r in members)]
     head = "".join(f"<th>{e(label)}</th>" for _, label in keys)
     gaps = [r.metrics.get("gap", {}).get("avg") for _, _, r in members]
     ranked = [g for g in gaps if isinstance(g, (int, float))]
@@ -212,9 +210,9 @@ def _comparison_group(task: str, members: list[tuple[int, str, Run]]) -> str:
                     f'<td class="{_speed_class(sp)}">{_num(sp, 1)}</td></tr>')
     chart = ""
     if len(members) > 1:
-        chart_keys = [k for k in ("forget_acc", "forget_test_acc", "retain_acc", "test_acc", "mia_efficacy", "asr",
-                                  "clean_acc") if any(k in r.metrics for _, _, r in members)]
-        bars = {SHORT[k]: {label: r.metrics[k] for _, label, r in members if k in r.metrics} for k in chart_keys}
+        chart_keys = [k for k in _card_keys() if any(k in r.metrics for _, _, r in members)]  # all in percent
+        bars = {metric_registry.short(k): {label: r.metrics[k] for _, label, r in members if k in r.metrics}
+                for k in chart_keys}
         chart = _img(plots.grouped_bars(bars, "percent"), f"comparison chart: {task}") if bars else ""
     return f"""<div class="group"><h3>{e(task)}</h3>
 <table class="metrics compare"><thead><tr><th>run</th><th>method</th><th>verdict</th>{head}
@@ -348,10 +346,10 @@ def _card_class(k: str, m: dict) -> str:
 
 def _cards(m: dict) -> str:
     o, r, g = m.get("original", {}), m.get("reference", {}), m.get("gap", {})
-    labels = {k: label for k, label, _ in METRICS}
+    labels = {k: label for k, label, _ in _table_metrics()}
     cards = []
     first = ("asr", "clean_acc") if "asr" in m else ()  # a backdoor run: its two numbers lead
-    for k in first + tuple(k for k in CARD_KEYS if k not in first):
+    for k in first + tuple(k for k in _card_keys() if k not in first):
         if k not in m:
             continue
         sub = " · ".join(x for x in (f"before {_num(o[k])}" if k in o else "",
@@ -383,7 +381,7 @@ def _metrics_table(m: dict, meta: dict) -> str:
     cols = [("before", o), ("after" if meta.get("kind") == "forget" else "this model", m), ("retrained", r)]
     cols = [(n, d) for n, d in cols if d]
     rows = []
-    for k, label, hint in METRICS:
+    for k, label, hint in _table_metrics():
         if not any(k in d for _, d in cols):
             continue
         cells = "".join(f"<td>{_num(d.get(k), 3 if k in ('js_div', 'der') else 2)}{_interval(d, k)}</td>"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-KEYS = [("forget_acc", "forget acc."), ("forget_test_acc", "forgotten-class test acc."),
-        ("retain_acc", "retain acc."), ("test_acc", "test acc."), ("mia_efficacy", "MIA efficacy"),
-        ("mia_loss_auc", "loss-MIA AUC"), ("clean_acc", "clean acc."), ("asr", "attack success rate"),
-        ("robust_acc", "robust acc."), ("seconds", "seconds")]
+from ..metrics.registry import ordered
+
+
+def _keys() -> list[tuple[str, str]]:
+    """The rows: every table metric in percent, and seconds (DER and JS divergence go on the line below)."""
+    return [(m.key, m.label) for m in ordered() if m.table and (m.percent or m.key == "seconds")]
 
 
 def summary_table(m: dict, name: str) -> str:
@@ -13,14 +15,14 @@ def summary_table(m: dict, name: str) -> str:
     orig, ref, gap = m.get("original", {}), m.get("reference", {}), m.get("gap", {})
     cols = [("before", orig), (name, m), ("retrain", ref), ("gap", gap)]
     cols = [(n, d) for n, d in cols if d]
-    head = f"{'':28s}" + "".join(f"{n:>14s}" for n, _ in cols)
+    head = f"{'':31s}" + "".join(f"{n:>14s}" for n, _ in cols)
     lines = [head, "-" * len(head)]
-    for key, label in KEYS:
+    for key, label in _keys():
         if not any(key in d for _, d in cols):
             continue
         cells = "".join(f"{d[key]:>14.2f}" if isinstance(d.get(key), (int, float)) else f"{'':>14s}"
                         for _, d in cols)
-        lines.append(f"{label:28s}{cells}")
+        lines.append(f"{label:31s}{cells}")
     extras = []
     if "avg" in gap:
         extras.append(f"average gap {gap['avg']:.2f}")
