@@ -27,7 +27,7 @@ from .engine.safeload import file_digest
 from .engine.seed import seed_everything
 from .engine.train import TrainConfig, fit
 from .errors import NumericalError, UserError
-from .methods._guard import Guard, split_holdout
+from .methods import Guard, split_holdout
 from .methods.base import METHODS, EvalData, Method, UnlearnTask, config_dict, make_config
 from .metrics.verdict import verdict
 from .models import build_model
@@ -375,7 +375,7 @@ def run_method(name: str, settings: dict | list[str] | None, model: nn.Module, m
     return r.model, r.config, r.seconds, r.figures
 
 
-def _metrics_for(model: nn.Module, bundle: DataBundle, req: Request, meta: dict, seed: int,
+def metrics_for(model: nn.Module, bundle: DataBundle, req: Request, meta: dict, seed: int,
                  seconds: float | None) -> tuple[dict, Predictions]:
     device = get_device()
     m, p = evaluate_model(model, bundle, req.split, req.scenario, device, seed)
@@ -413,31 +413,31 @@ def forget(run: str | Path, method: str, out: str | Path, *, forget_class: str |
     req = parse_request(src.meta, bundle, forget_class=forget_class, forget_random=forget_random,
                         forget_indices=forget_indices, backdoor=backdoor, seed=seed)
     cls(make_config(cls, settings)).needs_for(req.scenario)
-    ref_run = _check_reference(reference, src, req) if reference is not None else None
+    ref_run = check_reference(reference, src, req) if reference is not None else None
     device = get_device()
     model = src.build_model(device)
     original, p_orig = _input_metrics(src, model, bundle, req, seed, None)
-    fingerprint = {"command": "forget", "run": _digest(src.path), "method": method,
+    fingerprint = {"command": "forget", "run": run_digest(src.path), "method": method,
                    "settings": config_dict(make_config(cls, settings)), "scenario": req.scenario,
                    "forget": req.spec.to_dict() if req.spec else None, "clean_size": clean_size, "seed": seed,
-                   "reference": _digest(ref_run.path) if ref_run else None, "retrain": retrain, "guard": guard}
+                   "reference": run_digest(ref_run.path) if ref_run else None, "retrain": retrain, "guard": guard}
     with writer, checkpointing(writer.out, fingerprint, resume, overwrite):
         say(f"unlearning with {method} ...")
         res = execute_method(method, settings, model, src.meta, bundle, req, seed, clean_size, stage_name="method",
                              guard=guard)
         unlearned, config, seconds, figures = res.model, res.config, res.seconds, res.figures
-        metrics, p = _metrics_for(unlearned, bundle, req, src.meta, seed, seconds)
+        metrics, p = metrics_for(unlearned, bundle, req, src.meta, seed, seconds)
         ref_model, p_ref = None, None
-        meta = _forget_meta(src, req, method, config, seed, seconds, clean_size)
+        meta = forget_meta(src, req, method, config, seed, seconds, clean_size)
         if req.scenario == "backdoor":
             meta["guard"] = guard
         if retrain:
             say("retraining the reference from scratch ...")
             ref_model, ref_cfg, ref_seconds, _ = run_method("retrain", None, model, src.meta, bundle, req, seed,
                                                             stage_name="reference")
-            ref_metrics, p_ref = _metrics_for(ref_model, bundle, req, src.meta, seed, ref_seconds)
+            ref_metrics, p_ref = metrics_for(ref_model, bundle, req, src.meta, seed, ref_seconds)
             ref_dir = writer.subdir("reference")
-            _write_plain_run(ref_dir, ref_model, _forget_meta(src, req, "retrain", ref_cfg, seed, ref_seconds,
+            _write_plain_run(ref_dir, ref_model, forget_meta(src, req, "retrain", ref_cfg, seed, ref_seconds,
                                                               None), ref_metrics)
             metrics = compare(metrics, ref_metrics, p, p_ref)
             meta["reference"] = "reference"
@@ -474,7 +474,7 @@ def agreement(p: Predictions, q: Predictions) -> float | None:
     return math.floor(10000.0 * same / total) / 100.0 if total else None
 
 
-def _digest(run_dir: Path) -> dict:
+def run_digest(run_dir: Path) -> dict:
     """Hashes of a run's files: a resumed command must read the very same inputs."""
     return {name: file_digest(run_dir / name) for name in ("model.safetensors", "meta.json")}
 
@@ -498,13 +498,13 @@ def _input_metrics(run: Run, model: nn.Module, bundle: DataBundle, req: Request,
                    seconds: float | None) -> tuple[dict, Predictions]:
     """Metrics of a model read from the user's run: NaN/inf outputs there are the input's defect, not ours."""
     cacheable = (Path(run.path) / "model.safetensors").is_file()  # a run directory (not an imported checkpoint)
-    key = (str(run.path.resolve()), tuple(sorted(_digest(run.path).items())), _split_key(req), seed, seconds,
+    key = (str(run.path.resolve()), tuple(sorted(run_digest(run.path).items())), _split_key(req), seed, seconds,
            len(bundle.y_test), str(get_device())) if cacheable else None
     if key in _INPUT_METRICS:
         m, p = _INPUT_METRICS[key]
         return copy.deepcopy(m), p
     try:
-        m, p = _metrics_for(model, bundle, req, run.meta, seed, seconds)
+        m, p = metrics_for(model, bundle, req, run.meta, seed, seconds)
     except NumericalError as err:
         raise UserError(f"the model in {run.path} is unusable ({err}): re-create the run") from err
     if key is None:
@@ -534,7 +534,7 @@ def _parent_metrics(meta: dict) -> dict:
         return {}
 
 
-def _forget_meta(src: Run, req: Request, method: str, config: dict, seed: int, seconds: float,
+def forget_meta(src: Run, req: Request, method: str, config: dict, seed: int, seconds: float,
                  clean_size: int | None) -> dict:
     meta = {k: v for k, v in src.meta.items() if k not in ("seconds", "reference", "versions")}
     meta.update({"kind": "forget", "parent": str(src.path.resolve()), "parent_seconds": src.meta.get("seconds"),
@@ -549,16 +549,16 @@ def _forget_meta(src: Run, req: Request, method: str, config: dict, seed: int, s
 def _write_plain_run(d: Path, model: nn.Module, meta: dict, metrics: dict) -> None:
     from safetensors.torch import save_file
 
-    from .engine.rundir import _dump, state_dict_cpu
+    from .engine.rundir import dump_json, state_dict_cpu
 
     if not distributed.is_main():
         return
     save_file(state_dict_cpu(model), str(d / "model.safetensors"))
-    (d / "meta.json").write_text(_dump(meta))
-    (d / "metrics.json").write_text(_dump(metrics))
+    (d / "meta.json").write_text(dump_json(meta))
+    (d / "metrics.json").write_text(dump_json(metrics))
 
 
-def _check_reference(reference: str | Path, src: Run, req: Request) -> Run:
+def check_reference(reference: str | Path, src: Run, req: Request) -> Run:
     ref = load_run(reference)
     if ref.meta["data"]["spec"] != src.meta["data"]["spec"] or ref.meta["num_classes"] != src.meta["num_classes"]:
         raise UserError(f"reference {reference} was trained on other data ({ref.meta['data']['spec']}): pass a "
@@ -588,7 +588,7 @@ def evaluate(run: str | Path, reference: str | Path | None = None, data_root: st
     if reference is None and src.meta.get("reference") == "reference" and (src.path / "reference").is_dir():
         reference = src.path / "reference"
     if reference is not None:
-        ref = _check_reference(reference, src, req)
+        ref = check_reference(reference, src, req)
         ref_metrics, p_ref = _input_metrics(ref, ref.build_model(device), bundle, req, seed, ref.meta.get("seconds"))
         metrics = compare(metrics, ref_metrics, p, p_ref)
     if isinstance(src.metrics.get("original"), dict):

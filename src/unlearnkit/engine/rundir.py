@@ -229,7 +229,7 @@ def _forget_ok(f: Any, num_classes: int) -> bool:
     return isinstance(i, list) and bool(i) and all(_is_int(v) for v in i)
 
 
-def _dump(obj: Any) -> str:
+def dump_json(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=False, allow_nan=False, default=_json_default) + "\n"
 
 
@@ -311,7 +311,7 @@ class RunWriter:
             self._meta = obj
         elif name == METRICS_FILE:
             self._metrics = obj
-        self.write_text(name, _dump(obj))
+        self.write_text(name, dump_json(obj))
 
     def write_text(self, name: str, text: str) -> None:
         if is_main():

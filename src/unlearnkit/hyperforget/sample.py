@@ -22,7 +22,7 @@ from ..data.splits import ForgetSpec, parse_classes
 from ..engine.device import get_device
 from ..engine.evaluate import compare, evaluate_predictions
 from ..engine.progress import say
-from ..engine.rundir import META_FILE, METRICS_FILE, MODEL_FILE, Run, RunWriter, _dump, load_run, state_dict_cpu
+from ..engine.rundir import META_FILE, METRICS_FILE, MODEL_FILE, Run, RunWriter, dump_json, load_run, state_dict_cpu
 from ..errors import NumericalError, UserError
 from .collect import STARTS
 from .heads import compute_features, feature_predictions, get_head, set_head
@@ -144,11 +144,11 @@ def sample(hypernet: str | Path, forget_class: str | int, out: str | Path, *, n:
 
 def _meta(src: Run, c: int, config: dict, seed: int, seconds: float, load_seconds: float) -> dict:
     """The keys `pipeline.forget` writes, for method `hyperforget`."""
-    from ..pipeline import Request, _forget_meta
+    from ..pipeline import Request, forget_meta
 
     spec = ForgetSpec("class", classes=[c], seed=SPEC_SEED)
     req = Request("class", spec, None)  # type: ignore[arg-type]  # meta needs the spec only, not the split
-    meta = _forget_meta(src, req, "hyperforget", config, seed, seconds, None)
+    meta = forget_meta(src, req, "hyperforget", config, seed, seconds, None)
     meta["hyperforget"] = {"load_seconds": round(load_seconds, 3)}
     return meta
 
@@ -157,9 +157,9 @@ def _write_run(d: Path, model: torch.nn.Module, meta: dict, metrics: dict | None
     from safetensors.torch import save_file
 
     save_file(state_dict_cpu(model), str(d / MODEL_FILE))
-    (d / META_FILE).write_text(_dump(meta))
+    (d / META_FILE).write_text(dump_json(meta))
     if metrics is not None:
-        (d / METRICS_FILE).write_text(_dump(metrics))
+        (d / METRICS_FILE).write_text(dump_json(metrics))
 
 
 def _brief(m: dict) -> dict:
@@ -170,7 +170,7 @@ def _brief(m: dict) -> dict:
 def _evaluate(src: Run, heads: torch.Tensor, c: int, seed: int, seconds: float, reference: str | Path | None,
               data_root: str | Path | None) -> list[dict]:
     """metrics.json of every sample (the keys `unlearnkit forget` writes), from one pass of frozen features."""
-    from ..pipeline import _check_reference, _metrics_for, load_run_data, parse_request
+    from ..pipeline import check_reference, load_run_data, metrics_for, parse_request
 
     say("evaluating the samples on frozen features ...")
     bundle = load_run_data(src.meta, data_root)
@@ -180,8 +180,8 @@ def _evaluate(src: Run, heads: torch.Tensor, c: int, seed: int, seconds: float, 
     f = compute_features(model, bundle, req.split.train_idx, device)
     ref = None
     if reference is not None:
-        ref_run = _check_reference(reference, src, req)
-        ref = _metrics_for(ref_run.build_model(device), bundle, req, src.meta, seed, ref_run.meta.get("seconds"))
+        ref_run = check_reference(reference, src, req)
+        ref = metrics_for(ref_run.build_model(device), bundle, req, src.meta, seed, ref_run.meta.get("seconds"))
     p0 = feature_predictions(get_head(model), f, bundle, req.split)
     original = evaluate_predictions(p0, bundle, req.split, "class", seed)
     out = []

@@ -353,9 +353,9 @@ def train_hypernet(run: str | Path, out: str | Path, *, variant: str = "dihyfo-1
     src = load_run(run)
     classes = class_list(cfg.classes, src.meta["classes"])
     writer = RunWriter(out, overwrite, inputs=(run,))
-    from ..pipeline import _digest
+    from ..pipeline import run_digest
 
-    fingerprint = {"command": "hyperforget train", "run": _digest(src.path), "variant": variant, "seed": seed,
+    fingerprint = {"command": "hyperforget train", "run": run_digest(src.path), "variant": variant, "seed": seed,
                    "config": asdict(cfg)}
     with writer, checkpointing(writer.out, fingerprint, resume, overwrite) as ck, ck.enter("hyperforget") as scope:
         f, feature_seconds = load_features(src, scope.folder, data_root)
