@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from ..errors import UserError
 from . import runlog
+from .atomic import write_atomic
 from .distributed import barrier, is_main
 from .progress import say
 
@@ -72,21 +73,13 @@ def _unpack(obj: Any, tensors: dict[str, Tensor]) -> Any:
     return {k: _unpack(v, tensors) for k, v in obj["__d__"]}
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    # rename is atomic: a killed process leaves the old file or the new one, never half of one (no fsync:
-    # that guards against power loss only, and costs more than a small model's epoch)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def save_state(path: Path, state: dict[str, Any]) -> None:
     """Write a nested state (tensors, arrays, JSON values) as one safetensors file, atomically."""
     from safetensors.torch import save
 
     tensors: dict[str, Tensor] = {}
     tree = _pack(state, tensors, "s")
-    _write_atomic(path, save(tensors, metadata={"state": json.dumps(tree)}))
+    write_atomic(path, save(tensors, metadata={"state": json.dumps(tree)}))
 
 
 CORRUPT_FIX = "delete that file (or the whole .partial folder) to start that stage again"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import html
 import json
 import os
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from torch import Tensor, nn
 from ..data import ForgetSpec
 from ..data.bundle import DataBundle, Part
 from ..engine import distributed
+from ..engine.atomic import write_atomic
 from ..engine.device import get_device
 from ..engine.progress import say
 from ..engine.rundir import LOG_FILE, Run, load_run
@@ -77,9 +77,7 @@ def report(runs: list[str | Path] | str | Path, out: str | Path, *, data_root: s
         distributed.barrier()
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
+    write_atomic(out, page)
     distributed.barrier()
     return out
 
