@@ -12,7 +12,7 @@ import pytest
 import unlearnkit
 from unlearnkit import metrics as metrics_pkg
 from unlearnkit.metrics.registry import ALL_SCENARIOS, METRICS, ordered
-from unlearnkit.report.text import summary_table
+from unlearnkit.metrics.table import summary_table
 
 
 @pytest.fixture(scope="module")

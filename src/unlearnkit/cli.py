@@ -293,9 +293,9 @@ def _train(a: argparse.Namespace) -> int:
 
 @command("forget")
 def _forget(a: argparse.Namespace) -> int:
+    from .metrics.table import summary_table
     from .metrics.verdict import format_verdict
     from .pipeline import forget
-    from .report.text import summary_table
 
     out = forget(a.run, a.method, a.out, forget_class=a.forget_class, forget_random=a.forget_random,
                  forget_indices=a.forget_indices, backdoor=a.backdoor, clean_size=a.clean_size,
@@ -327,9 +327,9 @@ def _import(a: argparse.Namespace) -> int:
 
 @command("evaluate")
 def _evaluate(a: argparse.Namespace) -> int:
+    from .metrics.table import summary_table
     from .metrics.verdict import format_verdict
     from .pipeline import evaluate
-    from .report.text import summary_table
 
     m = evaluate(a.run, a.reference, a.data_root)
     print(json.dumps(m, indent=2) if a.json else summary_table(m, "this run"))
@@ -371,7 +371,7 @@ def _report(a: argparse.Namespace) -> int:
 @command("hyperforget")
 def _hyperforget(a: argparse.Namespace) -> int:
     from .hyperforget import sample, summary, train_hypernet
-    from .report.text import summary_table
+    from .metrics.table import summary_table
 
     if a.hyperforget_command == "train":
         out = train_hypernet(a.run, a.out, variant=a.variant, settings=a.settings, seed=a.seed, resume=a.resume,

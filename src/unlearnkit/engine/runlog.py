@@ -181,7 +181,7 @@ def curves(d: dict, prefix: str = "") -> dict[str, list[float]]:
 
 def render(start: int, meta: dict, metrics: dict, wall_seconds: float) -> str:
     """The text of `log.txt`: command, machine, log lines, timings, summary and full configuration."""
-    from ..report.text import summary_table
+    from ..metrics.table import summary_table
     from .device import device_name
     from .distributed import world_size
 

@@ -3,7 +3,7 @@
 Each `Metric` says what the key means (label, short header, hint), where it applies (scenarios), which way is
 better, whether it enters the gap to the retrained model (and the average gap), whether the report shows it
 as a card, and, for a metric evaluation computes from one model's predictions, how (`compute`). Evaluation
-(`engine/evaluate.py`), the terminal summary (`report/text.py`), the HTML report, the verdict's wording, the
+(`engine/evaluate.py`), the terminal summary (`metrics/table.py`), the HTML report, the verdict's wording, the
 demo table and the benchmark columns all read this registry, so that a new metric is one file: a module in
 this package that calls `register_metric` (the registry imports every module of the package on first use).
 

@@ -1,8 +1,9 @@
-"""Plain-text summary of a metrics.json for the terminal."""
+"""Plain-text table of a metrics.json for the terminal and log.txt (in `metrics/` so that the engine, which
+writes log.txt, needs nothing from the report package)."""
 
 from __future__ import annotations
 
-from ..metrics.registry import ordered
+from .registry import ordered
 
 
 def _keys() -> list[tuple[str, str]]:
