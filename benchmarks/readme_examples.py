@@ -10,10 +10,12 @@ read from the file each time (an example edited in the README is the example run
 a python block runs as one `python -c`. Files the README calls "a picture of yours"
 (`shirt.png`) are made here from the test split: everything else, each example makes for itself or for the next.
 
-`--small` changes five things, all printed: `UNLEARNKIT_DATA` points at a generated Fashion-MNIST of 1,500 + 200
+`--small` changes seven things, all printed: `UNLEARNKIT_DATA` points at a generated Fashion-MNIST of 1,500 + 200
 28x28 images (ten classes, each a bright square at its own place on noise), `resnet18` becomes `cnn-small`,
-`--clean-size 2500` becomes 100 (the tiny held-out split has 150 images), the deletion request lists every fifth
-of the 1,500 indices instead of every fiftieth of 60,000, and `hyperforget train` gets a small budget. The
+`--clean-size 2500` becomes 100 (the tiny held-out split has 150 images) and the backdoor fine-tuning on it 20
+epochs instead of 100, the deletion request lists every fifth of the 1,500 indices instead of every fiftieth of
+60,000, `hyperforget train` gets a small budget, and the Python example trains 8 epochs instead of 30 (the demo
+already runs the 30-epoch digits recipe). The
 checks are the README's statements; those about how well a model forgets (`full=True`) are checked at full scale
 only, where the data and models are the README's. Exit code 1 when a command fails or a check does not hold.
 """
@@ -40,7 +42,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("Set-up", "Worked examples")
 SMALL_REWRITES = [
     (r"--arch resnet18\b", "--arch cnn-small"),
+    (r"(--backdoor --method finetune) --clean-size 2500\b", r"\1 --clean-size 100 --set epochs=20"),
     (r"--clean-size 2500\b", "--clean-size 100"),
+    (r"epochs=30, batch_size=64", "epochs=8, batch_size=64"),
     (r"range\(0, 60000, 50\)", "range(0, 1500, 5)"),
     (r"(unlearnkit hyperforget train \S+ --out \S+)",
      r"\1 --set runs_per_class=2 head_epochs=2 checkpoints_per_run=4 width=64 depth=2 steps=150 save_every=50 "
