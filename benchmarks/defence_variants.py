@@ -7,9 +7,10 @@
 
 Each variant is `LABEL: key=value ...` (the method's `--set` settings; nothing after the colon = the defaults).
 Every variant runs through `unlearnkit forget --backdoor` (guarded, unless `--no-guard`) into DIR/<label>;
-a finished variant is read back, not re-run. The table gives clean accuracy and ASR before and after, the
-drop in clean accuracy, the guard's held-out accuracy per checkpoint, whether the guard stepped in, the
-verdict and the seconds. Numbers are test-set metrics of the pipeline; the settings were not chosen on them.
+a finished variant is read back, not re-run, and an interrupted one resumes from its checkpoints. The table
+gives clean accuracy and ASR before and after, the drop in clean accuracy, the guard's held-out accuracy per
+checkpoint, whether the guard stepped in, the verdict and the seconds. Numbers are test-set metrics of the
+pipeline; the settings were not chosen on them.
 """
 
 from __future__ import annotations
@@ -61,8 +62,9 @@ def main() -> None:
     for label, settings in variants:
         d = Path(a.out) / label
         if not (d / "metrics.json").is_file():
+            partial = d.parent / f".{d.name}.partial"  # an interrupted variant resumes from its checkpoints
             forget(a.run, a.method, d, backdoor=True, clean_size=a.clean_size, settings=settings, seed=a.seed,
-                   overwrite=d.exists(), guard=not a.no_guard)
+                   overwrite=d.exists(), guard=not a.no_guard, resume=partial.is_dir())
         lines.append(row(label, settings, json.loads((d / "metrics.json").read_text())))
         print(lines[-1], flush=True)
     (Path(a.out) / "table.md").write_text("\n".join(lines) + "\n")
