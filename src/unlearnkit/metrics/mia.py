@@ -65,17 +65,19 @@ def auc_interval(t: np.ndarray, score: np.ndarray, seed: int = 0, rounds: int = 
     """95% percentile-bootstrap interval (in %) of the ROC-AUC of `score` for labels `t` (0/1).
 
     Each round resamples members and non-members separately (so every round has both), which keeps the
-    class balance of the attack. 200 rounds: the 2.5% and 97.5% quantiles move by well under a point.
+    class balance of the attack. 200 rounds: the 2.5% and 97.5% quantiles move by well under a point. The
+    AUCs of all rounds come from one vectorised rank computation (Mann-Whitney U, ties counted half, which is
+    what `roc_auc_score` computes): calling `roc_auc_score` 200 times cost a second per evaluation.
     """
-    from sklearn.metrics import roc_auc_score
+    from scipy.stats import rankdata
 
     rng = np.random.default_rng(seed + 1)
     pos, neg = np.flatnonzero(t == 1), np.flatnonzero(t == 0)
-    if len(pos) < 2 or len(neg) < 2:
+    n_pos, n_neg = len(pos), len(neg)
+    if n_pos < 2 or n_neg < 2:
         return 0.0, 100.0
-    aucs = []
-    for _ in range(rounds):
-        idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
-        aucs.append(roc_auc_score(t[idx], score[idx]) * 100.0)
+    sample = np.concatenate([score[rng.choice(pos, (rounds, n_pos))], score[rng.choice(neg, (rounds, n_neg))]], 1)
+    ranks = rankdata(sample, axis=1)
+    aucs = (ranks[:, :n_pos].sum(1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg) * 100.0
     lo, hi = np.percentile(aucs, [2.5, 97.5])
     return float(lo), float(hi)
