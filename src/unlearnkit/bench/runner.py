@@ -380,7 +380,7 @@ def write_results(suite: Suite, out: Path, records: list[dict], seeds: int, comm
               "rows": [asdict(r) for r in suite.rows], "machine": machine, "command": command, "missing_rows": missing,
               "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "wall_seconds": round(seconds, 1)}
-    _atomic(out / "results.json", json.dumps({"header": header, "records": records,
+    write_atomic(out / "results.json", json.dumps({"header": header, "records": records,
                                               "summary": [{k: (list(v) if isinstance(v, tuple) else v)
                                                            for k, v in s.items()} for s in summary]}, indent=2))
     keys = sorted({k for r in records for k in r["metrics"]})
@@ -401,7 +401,7 @@ def write_results(suite: Suite, out: Path, records: list[dict], seeds: int, comm
     if missing:
         md += (f"{missing} method run(s) of the {seeds} seed(s) had not finished in any earlier invocation and are "
                f"left out: the `seeds` column gives each row's count.\n")
-    _atomic(out / "table.md", md)
+    write_atomic(out / "table.md", md)
     return out
 
 
@@ -414,10 +414,6 @@ def _reuse_note(suite: Suite, records: list[dict], reused: int) -> str:
     if reused:
         note += f"; {reused} of them were read back from an earlier invocation into the same output"
     return note + "; cached originals and references not re-run"
-
-
-def _atomic(path: Path, text: str) -> None:
-    write_atomic(path, text)
 
 
 def _atomic_csv(path: Path, header: list[str], rows: list[list]) -> None:
