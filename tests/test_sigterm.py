@@ -1,8 +1,10 @@
 """SIGTERM stops every registered method within seconds and leaves no output (issue 19: `fine-pruning` once ran
 on for 208 s after the signal and wrote its output).
 
-Each method runs in a child process, set up to run for hours, on a tiny run; once it says it is unlearning, it
-gets SIGTERM and must exit with 130 within `LIMIT` seconds, with no output folder and nothing that looks complete.
+Each method runs, set up to run for hours, on a tiny run; once it starts unlearning, its process gets SIGTERM and
+the command must return 130 within `LIMIT` seconds, with no output folder and nothing that looks complete. The
+methods run in this process (the command's own signal handler, as under `kill`); one `forget` and the long
+commands run as real child processes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from unlearnkit.cli import main
 from unlearnkit.engine.progress import set_quiet
 from unlearnkit.methods.base import METHODS
 from unlearnkit.pipeline import train
@@ -63,15 +66,65 @@ def _lines(stream, q: queue.Queue) -> None:
     q.put(None)
 
 
+def _signal_self_after(started: threading.Event, done: threading.Event, sent: list[float]) -> None:
+    """Once the method has started, wait 0.5 s (inside its own loop, or its set-up: SIGTERM must work there too),
+    then SIGTERM this process, as `kill` would; a method that ignores it ends the test session after a minute
+    rather than hanging it."""
+    if not started.wait(timeout=120) or done.wait(timeout=0.5):
+        return
+    sent.append(time.monotonic())
+    os.kill(os.getpid(), signal.SIGTERM)
+    if not done.wait(timeout=60):
+        sys.stderr.write("test_sigterm: the method ignored SIGTERM for 60 s\n")
+        os._exit(3)
+
+
 @pytest.mark.parametrize("method", METHODS_TESTED)
-def test_sigterm_stops_every_method_within_seconds(runs: dict[str, Path], tmp_path: Path, method: str) -> None:
+def test_sigterm_stops_every_method_within_seconds(runs: dict[str, Path], tmp_path: Path, method: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """In this process (one interpreter start per method cost the suite three minutes): the command's own SIGTERM
+    handler runs, exactly as under `kill`; `test_sigterm_stops_a_forget_process` checks a real child process."""
     backdoor = not METHODS.get(method).scenarios
     run = runs["poisoned" if backdoor else "clean"]
     # --no-guard: the defence runs its whole loop whatever the held-out accuracy does (the guard is not under test)
     request = ["--backdoor", "--clean-size", "100", "--no-guard"] if backdoor else ["--forget-class", "3"]
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "unlearnkit", "forget", str(run), "--method", method, "--out", str(out), *request,
-           "--set", *LONG.get(method, ["epochs=100000"])]
+    cls = METHODS.get(method)
+    started, done, sent = threading.Event(), threading.Event(), []
+    unlearn = cls.unlearn
+
+    def announced(self, *args, **kwargs):
+        started.set()
+        return unlearn(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "unlearn", announced)
+    watcher = threading.Thread(target=_signal_self_after, args=(started, done, sent), daemon=True)
+    # a signal that arrives after the command returned (it failed at once) lands here, not in pytest's default
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    watcher.start()
+    try:
+        code = main(["forget", str(run), "--method", method, "--out", str(out), *request, "--quiet",
+                     "--set", *LONG.get(method, ["epochs=100000"])])
+        ended = time.monotonic()
+    finally:
+        done.set()
+        started.set()  # a method that failed before unlearning: the watcher must not signal a later test
+        watcher.join()
+        signal.signal(signal.SIGTERM, previous)
+    assert sent, f"{method} ended (exit {code}) before it was signalled"
+    assert code == 130, f"{method}: exit {code}"
+    took = ended - sent[0]
+    assert took <= LIMIT, f"{method} took {took:.1f} s to stop after SIGTERM"
+    assert not out.exists(), f"{method} left {sorted(p.name for p in out.iterdir())}"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.tmp")]
+
+
+def test_sigterm_stops_a_forget_process(runs: dict[str, Path], tmp_path: Path) -> None:
+    """A real `unlearnkit forget` child process, signalled by its parent once it says it is unlearning, with
+    `fine-pruning` (the defence that once ran on for 208 s after the signal and wrote its output)."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "unlearnkit", "forget", str(runs["poisoned"]), "--method", "fine-pruning",
+           "--out", str(out), "--backdoor", "--clean-size", "100", "--no-guard", "--set", *LONG["fine-pruning"]]
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     q: queue.Queue = queue.Queue()
@@ -80,21 +133,20 @@ def test_sigterm_stops_every_method_within_seconds(runs: dict[str, Path], tmp_pa
     try:
         while time.monotonic() < deadline:
             line = q.get(timeout=max(0.1, deadline - time.monotonic()))
-            assert line is not None, f"{method} ended before it was signalled: {''.join(seen)[-2000:]}"
+            assert line is not None, f"fine-pruning ended before it was signalled: {''.join(seen)[-2000:]}"
             seen.append(line)
-            if f"unlearning with {method}" in line:
+            if "unlearning with fine-pruning" in line:
                 break
         else:
-            pytest.fail(f"{method} never started unlearning: {''.join(seen)[-2000:]}")
-        time.sleep(0.5)  # inside the method's own loop (or its set-up: SIGTERM must work there too)
-        assert proc.poll() is None, f"{method} finished instead of running for hours"
+            pytest.fail(f"fine-pruning never started unlearning: {''.join(seen)[-2000:]}")
+        time.sleep(0.5)
+        assert proc.poll() is None, "fine-pruning finished instead of running for hours"
         code, took = _terminate(proc)
     finally:
         _reap(proc)
-    assert code == 130, f"{method}: exit {code}"
-    assert took <= LIMIT, f"{method} took {took:.1f} s to stop after SIGTERM"
-    assert not out.exists(), f"{method} left {sorted(p.name for p in out.iterdir())}"
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.tmp")]
+    assert code == 130, f"fine-pruning: exit {code}"
+    assert took <= LIMIT, f"fine-pruning took {took:.1f} s to stop after SIGTERM"
+    assert not out.exists(), f"fine-pruning left {sorted(p.name for p in out.iterdir())}"
 
 
 def _long_command(kind: str, runs: dict[str, Path], tmp: Path) -> tuple[list[str], Path, Path]:
