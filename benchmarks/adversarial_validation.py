@@ -59,7 +59,7 @@ def main() -> None:
         method = cls(make_config(cls, json.loads(text)))
         task = build_task(src.meta, bundle, req, method.needs_for("class") | {"val"}, a.seed)
         t0 = time.perf_counter()
-        out = method.unlearn(copy.deepcopy(src.build_model(dev)), task)
+        out = method.unlearn(copy.deepcopy(src.build_model(dev)), task).model
         sec = time.perf_counter() - t0
         print(text, {k: round(x, 2) for k, x in val_stats(out, task).items()},
               "val fresh-D AUC", round(val_audit(out, task, a.seed), 4), f"{sec:.1f}s", flush=True)

@@ -54,3 +54,17 @@ def make_imagefolder(root: Path, classes: dict[str, int], size: int = 12, seed: 
             img = np.clip(base + rng.normal(0, 30, base.shape), 0, 255).astype(np.uint8)
             Image.fromarray(img).save(d / f"{i}.png")
     return root
+
+
+@pytest.fixture(scope="session")
+def cnn_runs(tmp_path_factory) -> dict[str, Path]:
+    """`cnn-small` on digits, clean and BadNets-poisoned: the convolutions and BatchNorm every defence needs, trained
+    well enough to classify (no guard ends a defence early on a model near chance). Read-only!"""
+    from unlearnkit import train
+    from unlearnkit.engine.progress import set_quiet
+
+    set_quiet(True)
+    root = tmp_path_factory.mktemp("cnn-runs")
+    kw = {"epochs": 6, "batch_size": 64, "lr": 0.05}
+    return {"clean": train("digits", "cnn-small", root / "clean", **kw),
+            "poisoned": train("digits", "cnn-small", root / "poisoned", poison="badnets", **kw)}

@@ -1,15 +1,19 @@
-"""The method interface: `needs` is enforced by the task object; settings are typed and validated."""
+"""The method interface: `needs` is enforced by the task object; settings are typed and validated; every method
+returns its result and keeps no state."""
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 from dataclasses import dataclass
 
 import pytest
+import torch
+from torch import nn
 
 from unlearnkit import UserError, load_run
-from unlearnkit.methods.base import Method, PartNotAllowed, make_config
+from unlearnkit.methods.base import METHODS, Method, PartNotAllowed, Unlearned, make_config
 from unlearnkit.pipeline import build_task, load_run_data, parse_request
 
 
@@ -75,3 +79,47 @@ def test_list_methods_settings_gives_each_setting_its_default_and_meaning(capsys
     assert "  lr=0.01" in out and "mask learning rate" in out  # anp's
     assert main(["list", "attacks", "--settings"]) == 0
     assert "  size=" in capsys.readouterr().out  # badnets' patch size
+
+
+# a few seconds each on `cnn-small` (hyperforget needs a trained hypernetwork: test_hyperforget covers it)
+SHORT = {"adversarial": {"min_steps": 5, "budget": 0.001}, "anp": {"iterations": 5},
+         "bad-teacher": {"epochs": 1}, "boundary-shrink": {"epochs": 1}, "fine-pruning": {"epochs": 1},
+         "finetune": {"epochs": 1}, "grad-ascent": {"epochs": 1}, "ibau": {"rounds": 1}, "l1-sparse": {"epochs": 1},
+         "nad": {"teacher_epochs": 1, "epochs": 1}, "neggrad-plus": {"epochs": 1}, "ngf": {"steps": 5},
+         "random-label": {"epochs": 1}, "retrain": {"epochs": 1}, "salun": {"epochs": 1}, "scrub": {"epochs": 1},
+         "unsir": {"noise_steps": 2, "noise_repeats": 1}}
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS.names() if m != "hyperforget"])
+def test_every_registered_method_returns_its_result_and_keeps_no_state(cnn_runs, method: str) -> None:
+    """Issue 20: whatever a method produces (model, figures, artifacts) comes back in its result; the method object
+    is the same after `unlearn` as before (its config and nothing else), so one instance can serve many requests
+    and a resumed run needs nothing from it. A new file in `methods/` joins this test by registering itself."""
+    cls = METHODS.get(method)
+    backdoor = not cls.scenarios
+    src = load_run(cnn_runs["poisoned" if backdoor else "clean"])
+    bundle = load_run_data(src.meta)
+    req = parse_request(src.meta, bundle, backdoor=True) if backdoor else \
+        parse_request(src.meta, bundle, forget_class="3")
+    m = cls(make_config(cls, SHORT[method]))
+    before = copy.deepcopy(m.config)
+    task = build_task(src.meta, bundle, req, m.needs_for(req.scenario), 0, clean_size=100 if backdoor else None)
+    model = src.build_model("cpu")
+    res = Unlearned.of(m.unlearn(model, task))
+    assert isinstance(res.model, nn.Module) and isinstance(res.figures, dict) and isinstance(res.artifacts, dict)
+    assert all(isinstance(v, torch.Tensor) for state in res.artifacts.values() for v in state.values())
+    assert vars(m) == {"config": before}, f"{method} keeps {sorted(set(vars(m)) - {'config'})} between calls"
+
+
+def test_a_tuned_method_returns_its_choice_and_keeps_its_own_settings(cnn_runs) -> None:
+    """`tune=true` once replaced the method's own config by the chosen point; the choice is the result's now."""
+    src = load_run(cnn_runs["clean"])
+    bundle = load_run_data(src.meta)
+    req = parse_request(src.meta, bundle, forget_class="3")
+    cls = METHODS.get("random-label")
+    m = cls(make_config(cls, {"tune": True, "epochs": 1}))
+    before = copy.deepcopy(m.config)
+    res = m.unlearn(src.build_model("cpu"), build_task(src.meta, bundle, req, m.needs_for("class"), 0))
+    assert vars(m) == {"config": before}
+    chosen = res.figures["selection"]["chosen"]["lr"]
+    assert res.config.lr == chosen and chosen in cls.search_space["lr"] and res.config.epochs == 1

@@ -133,7 +133,7 @@ def _run_ngf(model: nn.Module, clean: Part, settings: list[str]) -> tuple[nn.Mod
     task = UnlearnTask(scenario="backdoor", num_classes=10, device=torch.device("cpu"), generator=seed_everything(1),
                        seed=1, allowed=cls().needs_for("backdoor"), parts={"clean": clean})
     out = cls(make_config(cls, settings)).unlearn(copy.deepcopy(model), task)
-    return out, task.figures
+    return out.model, out.figures
 
 
 def test_ngf_tunes_only_the_last_layer_and_beats_sgd_on_it(poisoned) -> None:

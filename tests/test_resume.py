@@ -83,7 +83,8 @@ def test_train_resumes_to_the_same_result(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_a_resumed_adversarial_run_keeps_its_discriminator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 20: when --resume read the finished method stage back, the discriminator file and its metrics were
-    lost (the method kept its discriminator on `self`, and the stage saved no artifacts)."""
+    lost (the method kept its discriminator on `self`, and the stage saved no artifacts). Now the discriminator is
+    an artifact of the method's result, saved with the stage and given back to `extra_metrics`."""
     run = train(out=tmp_path / "run", **TRAIN)
     kw = {"method": "adversarial", "forget_class": "2", "retrain": True}
     full = forget(run, out=tmp_path / "full", **kw)

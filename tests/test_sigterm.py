@@ -21,9 +21,7 @@ from pathlib import Path
 import pytest
 
 from unlearnkit.cli import main
-from unlearnkit.engine.progress import set_quiet
 from unlearnkit.methods.base import METHODS
-from unlearnkit.pipeline import train
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 LIMIT = 5.0
@@ -36,14 +34,8 @@ METHODS_TESTED = [m for m in METHODS.names() if m != "hyperforget"]
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    set_quiet(True)
-    root = tmp_path_factory.mktemp("sigterm")
-    # cnn-small: the convolutions and BatchNorm that every defence needs; trained well enough to classify, so that
-    # no guard ends a defence early on a model near chance
-    kw = {"epochs": 6, "batch_size": 64, "lr": 0.05}
-    return {"clean": train("digits", "cnn-small", root / "clean", **kw),
-            "poisoned": train("digits", "cnn-small", root / "poisoned", poison="badnets", **kw)}
+def runs(cnn_runs: dict[str, Path]) -> dict[str, Path]:
+    return cnn_runs
 
 
 def _terminate(proc: subprocess.Popen) -> tuple[int, float]:

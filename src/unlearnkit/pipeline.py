@@ -28,7 +28,7 @@ from .engine.seed import seed_everything
 from .engine.train import TrainConfig, fit
 from .errors import NumericalError, UserError
 from .methods import Guard, split_holdout
-from .methods.base import METHODS, EvalData, Method, UnlearnTask, config_dict, make_config
+from .methods.base import METHODS, EvalData, Method, Unlearned, UnlearnTask, config_dict, make_config
 from .metrics.verdict import verdict
 from .models import build_model
 
@@ -310,14 +310,25 @@ def build_task(meta: dict, bundle: DataBundle, req: Request, needs: frozenset[st
 
 @dataclass
 class MethodRun:
-    """One method's output: the model, its resolved config, wall time, figures, extra weights, the method."""
+    """One method's output: its result (model, figures, artifacts), the settings it ran with, wall time, the
+    method (for its `extra_metrics`)."""
 
-    model: nn.Module
+    result: Unlearned
     config: dict
     seconds: float
-    figures: dict
-    artifacts: dict
     method: Method
+
+    @property
+    def model(self) -> nn.Module:
+        return self.result.model
+
+    @property
+    def figures(self) -> dict:
+        return self.result.figures
+
+    @property
+    def artifacts(self) -> dict:
+        return self.result.artifacts
 
 
 def execute_method(name: str, settings: dict | list[str] | None, model: nn.Module, meta: dict, bundle: DataBundle,
@@ -335,22 +346,22 @@ def execute_method(name: str, settings: dict | list[str] | None, model: nn.Modul
     work = copy.deepcopy(model)
     with stage(stage_name or name) as sc:
         done = sc.load_result(work) if sc else None
-        if done is not None:  # finished before an interruption: read back, not recomputed
-            method.restore(done.get("artifacts") or {}, task)
-            return MethodRun(work.eval(), done["config"], float(done["seconds"]), done["figures"], task.artifacts,
-                             method)
+        if done is not None:  # finished before an interruption: read back whole (artifacts too), not recomputed
+            result = Unlearned(work.eval(), done["figures"], done.get("artifacts") or {})
+            return MethodRun(result, done["config"], float(done["seconds"]), method)
         first_epoch = runlog.epoch_mark()
         t0 = time.perf_counter()
         try:
             if task.guard is not None:
                 task.guard.begin(work)
-            out = method.unlearn(work, task)
+            result = Unlearned.of(method.unlearn(work, task))
             if task.guard is not None:
-                out = task.guard.settle(out)
-                task.figures["guard"] = task.guard.report()
+                result.model = task.guard.settle(result.model)
+                result.figures["guard"] = task.guard.report()
         except NumericalError as err:
             raise err if name in str(err) else NumericalError(f"method {name!r}: {err}") from err
         seconds = time.perf_counter() - t0 + (sc.carried_seconds if sc else 0.0)
+        out = result.model
         distributed.broadcast_model(out)  # under torchrun, every rank evaluates rank 0's model
         out.eval()
         bad = [n for n, p in out.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
@@ -360,11 +371,12 @@ def execute_method(name: str, settings: dict | list[str] | None, model: nn.Modul
         losses = runlog.losses_since(first_epoch)
         if list(losses) == [f"{name}_loss"]:
             losses = {"loss": losses[f"{name}_loss"]}
-        figures = {**losses, **task.figures}
+        result.figures = {**losses, **result.figures}
+        config = config_dict(result.config if result.config is not None else method.config)
         if sc:
-            sc.save_result(out, {"config": config_dict(method.config), "seconds": seconds, "figures": figures,
-                                 "artifacts": task.artifacts})
-    return MethodRun(out, config_dict(method.config), seconds, figures, task.artifacts, method)
+            sc.save_result(out, {"config": config, "seconds": seconds, "figures": result.figures,
+                                 "artifacts": result.artifacts})
+    return MethodRun(result, config, seconds, method)
 
 
 def run_method(name: str, settings: dict | list[str] | None, model: nn.Module, meta: dict, bundle: DataBundle,
@@ -450,7 +462,7 @@ def forget(run: str | Path, method: str, out: str | Path, *, forget_class: str |
         metrics["agreement_with_original"] = agreement(p, p_orig)
         _add_der(metrics, metrics["original"])
         figures = {**figures, **res.method.extra_metrics(
-            unlearned, ref_model, EvalData(bundle, req.split, req.scenario, seed, p, p_ref), device)}
+            res.result, ref_model, EvalData(bundle, req.split, req.scenario, seed, p, p_ref), device)}
         if figures:
             metrics[method] = figures
         metrics["verdict"] = verdict(metrics, req.scenario)

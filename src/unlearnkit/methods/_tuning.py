@@ -4,8 +4,8 @@ Approximate unlearning methods are sensitive to their learning rate (gradient as
 papers tune them per dataset. Here each method declares a tiny `search_space` (two to four points around its
 paper's value); `--set tune=true` runs every point on a copy of the model, scores it on data the defender may
 use — the held-out validation split (carved from the training set before training, never trained on), the
-forget set and the retain set — and keeps the best. The chosen values replace the defaults in the method's
-config, so they land in meta.json; every trial's score lands in metrics.json under the method's name.
+forget set and the retain set — and keeps the best. The chosen values come back as the result's config, so they
+land in meta.json; every trial's score lands in metrics.json under the method's name.
 
 The objective (lower is better, in accuracy points, like the average gap it stands in for):
 
@@ -41,7 +41,7 @@ from ..engine.seed import seed_everything
 from ..engine.train import predict_logits
 from ..errors import UserError
 from ..metrics import accuracy, true_label_confidence
-from .base import SAMPLE_SCENARIOS, Method, UnlearnTask
+from .base import SAMPLE_SCENARIOS, Method, Unlearned, UnlearnTask
 
 
 @dataclass
@@ -79,39 +79,40 @@ class TunableMethod(Method):
         # also reads retain samples as the members (also for methods that train on the forget set alone).
         return needs | {"val", "forget"} | ({"retain"} if scenario in SAMPLE_SCENARIOS else set())
 
-    def unlearn(self, model: nn.Module, task: UnlearnTask) -> nn.Module:
+    def unlearn(self, model: nn.Module, task: UnlearnTask) -> Unlearned:
         if not getattr(self.config, "tune", False) or not self.search_space:
-            return self.run(model, task)
+            return Unlearned.of(self.run(model, task))
         return self._select(model, task)
 
-    def run(self, model: nn.Module, task: UnlearnTask) -> nn.Module:
+    def run(self, model: nn.Module, task: UnlearnTask) -> Unlearned | nn.Module:
         raise NotImplementedError
 
-    def _select(self, model: nn.Module, task: UnlearnTask) -> nn.Module:
-        base = self.config
+    def _select(self, model: nn.Module, task: UnlearnTask) -> Unlearned:
+        """Each point of the search space runs as its own instance on a copy of the model (this one keeps its
+        settings); the best comes back with the settings it used as the result's `config`."""
         ref = val_stats(model, task)
-        best: tuple[float, nn.Module, Any, dict, float] | None = None
+        best: tuple[float, Unlearned, float] | None = None
         trials = []
         for point in grid(self.search_space):
-            self.config = dataclasses.replace(base, **point)
-            trial = dataclasses.replace(task, generator=seed_everything(task.seed), figures={})
+            config = dataclasses.replace(self.config, **point)
+            trial = dataclasses.replace(task, generator=seed_everything(task.seed))
             t0, c0 = time.perf_counter(), time.process_time()
-            out = self.run(copy.deepcopy(model), trial)
+            out = Unlearned.of(type(self)(config).run(copy.deepcopy(model), trial))
+            out.config = config
             seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-            stats = val_stats(out, trial)
+            stats = val_stats(out.model, trial)
             score = objective(stats, ref, task.scenario)
             trials.append({**point, **{k: round(v, 4) for k, v in stats.items()}, "score": round(score, 4),
                            "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3)})
             say(f"  {self.name} {point}: validation score {score:.2f} ({seconds:.1f}s)")
             if best is None or score < best[0]:
-                best = (score, out, self.config, trial.figures, seconds)
+                best = (score, out, seconds)
         assert best is not None
-        _, out, self.config, figures, seconds = best
-        task.figures.update(figures)
-        task.figures["selection"] = {"split": "val", "objective": OBJECTIVES[task.scenario],
-                                     "original": {k: round(v, 4) for k, v in ref.items()},
-                                     "chosen": {k: getattr(self.config, k) for k in self.search_space},
-                                     "chosen_seconds": round(seconds, 3), "trials": trials}
+        _, out, seconds = best
+        out.figures["selection"] = {"split": "val", "objective": OBJECTIVES[task.scenario],
+                                    "original": {k: round(v, 4) for k, v in ref.items()},
+                                    "chosen": {k: getattr(out.config, k) for k in self.search_space},
+                                    "chosen_seconds": round(seconds, 3), "trials": trials}
         return out
 
 

@@ -63,7 +63,7 @@ from ..errors import NumericalError, UserError
 from ..metrics.accuracy import accuracy
 from ..metrics.discriminator import Discriminator, audit, score_summary, scores, sorted_probs
 from ..models.registry import last_linear
-from .base import EvalData, Method, UnlearnTask, register_method
+from .base import EvalData, Method, Unlearned, UnlearnTask, register_method
 
 #: Values a preset gives to every setting left unset (None). `default` is the working version; `seed` is the
 #: described system with only its two outright bugs fixed (untrained networks, two sigmoids).
@@ -89,10 +89,10 @@ PROFILE_BOUND = 8.0
 REALS = ("unseen", "retain", "forget-residual")
 
 
-def forget_mask(task: UnlearnTask) -> Tensor:
-    """True at the classes to forget (on the task's device): what the game hides from the discriminator."""
-    mask = torch.zeros(task.num_classes, dtype=torch.bool, device=task.device)
-    mask[task.forget_classes] = True
+def forget_mask(num_classes: int, forget_classes: list[int], device: torch.device | None = None) -> Tensor:
+    """True at the classes to forget: what the game hides from the discriminator."""
+    mask = torch.zeros(num_classes, dtype=torch.bool, device=device)
+    mask[forget_classes] = True
     return mask
 
 
@@ -167,8 +167,6 @@ class Adversarial(Method):
     def __init__(self, config: Config | None = None) -> None:
         super().__init__(config)
         self.config.validate()
-        self._disc: Discriminator | None = None
-        self._forget_mask: Tensor | None = None
 
     # ------------------------------------------------------------------ features
 
@@ -238,19 +236,19 @@ class Adversarial(Method):
             groups.append({"params": [p for p in model.parameters() if id(p) not in head], "lr": body_lr})
         return groups
 
-    def unlearn(self, model: nn.Module, task: UnlearnTask) -> nn.Module:
+    def unlearn(self, model: nn.Module, task: UnlearnTask) -> Unlearned:
         """Play the game; when it collapses or leaves the class recognised, play safer ones (ATTEMPTS) from the
         input model, and keep the best game under the declared rule of `Attempt.rank` (held-out retain
         accuracy and the forget set only: never the test split). Every game is recorded in metrics.json."""
         c = self.config
-        fmask = forget_mask(task)
-        self._forget_mask = fmask.cpu()
+        fmask = forget_mask(task.num_classes, task.forget_classes, task.device)
+        figures: dict = {}
         start = {k: v.detach().clone() for k, v in model.state_dict().items()}
         retain, held = _hold_out(task.retain, c.guard_size, task.generator)
         base = self.steps_for(task, len(retain), len(task.forget))
         cost = self.cost_of_retraining(base, task, len(task.retain))
         if cost > 1.0:
-            task.figures["game_vs_retraining"] = round(cost, 2)
+            figures["game_vs_retraining"] = round(cost, 2)
             say(f"adversarial: a small job: the shortest game that can forget ({base} steps) costs about {cost:.1f}x "
                 f"the sample passes of retraining ({task.train_config.epochs} epochs of {len(task.retain)} images), "
                 f"and a replayed game more; `--method retrain` is cheaper and exact at this size")
@@ -274,17 +272,13 @@ class Adversarial(Method):
             raise NumericalError(f"adversarial: {best.stop_reason} before any healthy step; nothing to keep: "
                                  f"lower lr or g_lr")
         model.load_state_dict(best.model_state)
-        disc = Discriminator(task.num_classes)
-        disc.load_state_dict(best.disc_state)
         model.eval()
         if best.left > 5.0:
             say(f"adversarial: {best.left:.0f}% of a forget batch is still recognised after {best.steps_run} steps: "
                 f"raise epochs (or g_lr) to finish forgetting")
-        self._disc = disc.eval().cpu()
-        task.artifacts["discriminator"] = self._disc.state_dict()
-        task.figures.update({"preset": c.preset, **best.figures(), "attempt": best.label,
-                             "attempts": [a.summary() for a in attempts]})
-        return model
+        figures.update({"preset": c.preset, **best.figures(), "attempt": best.label,
+                        "attempts": [a.summary() for a in attempts]})
+        return Unlearned(model, figures, {"discriminator": best.disc_state})
 
     def _play(self, model: nn.Module, task: UnlearnTask, retain: Part, held: Part, fmask: Tensor, plan: Plan,
               steps: int) -> Attempt:
@@ -395,25 +389,19 @@ class Adversarial(Method):
 
     # ------------------------------------------------------------------ the described evaluation, repaired
 
-    def restore(self, artifacts: dict[str, dict[str, Tensor]], task: UnlearnTask) -> None:
-        """A resumed run gets back the discriminator of its finished game (for extra_metrics and its file)."""
-        if "discriminator" in artifacts:
-            self._forget_mask = forget_mask(task).cpu()
-            disc = Discriminator(task.num_classes)
-            disc.load_state_dict(artifacts["discriminator"])
-            self._disc = disc.eval().cpu()
-            task.artifacts["discriminator"] = self._disc.state_dict()
-
-    def extra_metrics(self, model: nn.Module, reference: nn.Module | None, data: EvalData,
+    def extra_metrics(self, result: Unlearned, reference: nn.Module | None, data: EvalData,
                       device: torch.device) -> dict:
-        """Discriminator scores, misclassification, sample predictions; fresh discriminators vs the reference."""
+        """Discriminator scores (of the game's own discriminator, an artifact of the result), misclassification,
+        sample predictions; fresh discriminators vs the reference."""
         p, bundle, split = data.predictions, data.bundle, data.split
-        if p is None or self._disc is None or p.forget is None:
+        if p is None or "discriminator" not in result.artifacts or p.forget is None:
             return {}
-        fmask = self._forget_mask
+        fmask = forget_mask(bundle.num_classes, split.forget_classes)
         forgot = torch.isin(p.test.y, torch.tensor(split.forget_classes))
         lf_test = p.test_logits[forgot]
-        disc = self._disc
+        disc = Discriminator(bundle.num_classes)
+        disc.load_state_dict(result.artifacts["discriminator"])
+        disc.eval()
         out: dict = {
             "train_disc": {"forget_train": score_summary(scores(disc, self.features(p.forget_logits, fmask))),
                            "forget_test": score_summary(scores(disc, self.features(lf_test, fmask)))},
@@ -422,7 +410,7 @@ class Adversarial(Method):
             "retain_acc": round(accuracy(p.retain_logits, p.retain.y), 2),
             "samples": self._samples(p.forget_logits, p.forget, bundle.classes, disc, fmask),
         }
-        fresh = self._fresh_audits(model, reference, data, device)
+        fresh = self._fresh_audits(result.model, reference, data, device)
         if fresh:
             out["fresh_disc"] = fresh
         return out

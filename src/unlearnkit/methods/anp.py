@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from ..engine.progress import progress
 from ..errors import UserError
-from .base import Method, UnlearnTask, register_method
+from .base import Method, Unlearned, UnlearnTask, register_method
 
 
 class _NeuronNoise:
@@ -132,7 +132,7 @@ class ANP(Method):
                     m.clamp_(0.0, 1.0)
         return {name: s.mask.detach().cpu() for name, s in layers.items()}
 
-    def unlearn(self, model: nn.Module, task: UnlearnTask) -> nn.Module:
+    def unlearn(self, model: nn.Module, task: UnlearnTask) -> Unlearned:
         c = self.config
         masks = self.learn_masks(model, task)
         flat = torch.cat(list(masks.values()))
@@ -144,13 +144,13 @@ class ANP(Method):
         else:
             cut = c.threshold
         pruned = prune(model, masks, cut)
-        task.figures.update({"neurons": len(flat), "pruned": pruned, "threshold": round(cut, 4),
-                             "mask_quantiles": [round(float(q), 4) for q in
-                                                torch.quantile(flat, torch.tensor([0.0, 0.01, 0.05, 0.5]))]})
+        figures = {"neurons": len(flat), "pruned": pruned, "threshold": round(cut, 4),
+                   "mask_quantiles": [round(float(q), 4) for q in
+                                      torch.quantile(flat, torch.tensor([0.0, 0.01, 0.05, 0.5]))]}
         if sweep:
-            task.figures["sweep"] = sweep
+            figures["sweep"] = sweep
         model.eval()
-        return model
+        return Unlearned(model, figures)
 
     def choose_threshold(self, model: nn.Module, masks: dict[str, Tensor], task: UnlearnTask) -> tuple[float, list]:
         """The last threshold of BackdoorBench's sweep, going up, before held-out clean accuracy falls more than

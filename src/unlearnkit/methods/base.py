@@ -43,9 +43,6 @@ class UnlearnTask:
         forget_classes: the classes to forget (class scenario), else [].
         train_config: the original training recipe (what `retrain` repeats).
         new_model: builds a freshly initialised model of the same architecture.
-        figures: method-specific numbers and curves, stored in metrics.json under the method's name.
-        artifacts: extra weights a method leaves behind (name -> state dict), written by `forget` as
-            `<name>.safetensors` beside `model.safetensors` (e.g. the adversarial method's discriminator).
         guard: for backdoor removal, held-out clean accuracy measured at the defence's checkpoints (`watch`),
             so that a collapsing defence stops and a damaged state is never returned (see `methods/_guard.py`).
     """
@@ -60,8 +57,6 @@ class UnlearnTask:
     train_config: TrainConfig = field(default_factory=TrainConfig)
     new_model: Callable[[], nn.Module] | None = None
     parts: dict[str, Part | None] = field(default_factory=dict, repr=False)
-    figures: dict[str, Any] = field(default_factory=dict)
-    artifacts: dict[str, dict[str, Tensor]] = field(default_factory=dict, repr=False)
     guard: Guard | None = field(default=None, repr=False)
 
     def watch(self, model: nn.Module, at: str) -> bool:
@@ -99,6 +94,31 @@ class UnlearnTask:
     def check(self, loss: Tensor, where: str, step: int) -> None:
         """Stop with a message naming the method and step when a loss is NaN or infinite."""
         check_finite(loss, where, step)
+
+
+@dataclass
+class Unlearned:
+    """What `Method.unlearn` returns: everything a method produces travels here, not on the method or the task,
+    so a method keeps no state between calls and `--resume` can hand a finished result back whole.
+
+    Attributes:
+        model: the unlearned model.
+        figures: method-specific numbers and curves, stored in metrics.json under the method's name.
+        artifacts: extra tensors the method leaves behind (name -> state dict), written by `forget` as
+            `<name>.safetensors` beside `model.safetensors` (e.g. the adversarial method's discriminator) and
+            given back to `extra_metrics`, also after a resume.
+        config: the settings the method actually used, when it chose them itself (`tune=true`); None: its own.
+    """
+
+    model: nn.Module
+    figures: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, dict[str, Tensor]] = field(default_factory=dict, repr=False)
+    config: Any | None = None
+
+    @classmethod
+    def of(cls, out: Unlearned | nn.Module) -> Unlearned:
+        """A method with nothing to report may return the bare model."""
+        return out if isinstance(out, Unlearned) else cls(out)
 
 
 @dataclass
@@ -141,19 +161,17 @@ class Method:
                             f"(see `unlearnkit list methods`)")
         return self.needs
 
-    def unlearn(self, model: nn.Module, task: UnlearnTask) -> nn.Module:
+    def unlearn(self, model: nn.Module, task: UnlearnTask) -> Unlearned | nn.Module:
+        """Unlearn `model` (a copy the method may change in place) and return an `Unlearned` (or, with no figures
+        or artifacts to report, the model itself)."""
         raise NotImplementedError
 
-    def extra_metrics(self, model: nn.Module, reference: nn.Module | None, data: EvalData,
+    def extra_metrics(self, result: Unlearned, reference: nn.Module | None, data: EvalData,
                       device: torch.device) -> dict:
-        """Method-specific evaluation run after `unlearn` (with the retrained reference when one is given);
-        merged into the figures stored under the method's name. Default: nothing."""
+        """Method-specific evaluation run after `unlearn`, on its result (model and artifacts, the same after a
+        `--resume` that read the result back) and the retrained reference when one is given; merged into the
+        figures stored under the method's name. Default: nothing."""
         return {}
-
-    def restore(self, artifacts: dict[str, dict[str, Tensor]], task: UnlearnTask) -> None:
-        """Take back the artifacts a finished `unlearn` left in `task.artifacts`, when `--resume` reads its result
-        back instead of running it again, so that `extra_metrics` and the saved files are those of an uninterrupted
-        run. Default: nothing to take back."""
 
     def predict_extras(self, run_dir: Path, meta: dict, logits: Tensor) -> list[dict]:
         """Per-image extra numbers for `unlearnkit predict` (e.g. a saved discriminator's score). Default: none."""

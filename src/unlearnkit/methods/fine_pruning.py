@@ -22,7 +22,7 @@ from ..data.bundle import Part
 from ..engine.train import TrainConfig, fit, predict_logits
 from ..errors import UserError
 from ..metrics import accuracy
-from .base import Method, UnlearnTask, register_method
+from .base import Method, Unlearned, UnlearnTask, register_method
 
 
 def pruning_layer(model: nn.Module) -> tuple[nn.Linear, int, int]:
@@ -88,7 +88,7 @@ class FinePruning(Method):
                 raise UserError("fine-pruning needs prune_step in (0, 1], max_prune in [0, 1), acc_ratio > 0, "
                                 "epochs >= 0")
 
-    def unlearn(self, model: nn.Module, task: UnlearnTask) -> nn.Module:
+    def unlearn(self, model: nn.Module, task: UnlearnTask) -> Unlearned:
         c, dev = self.config, task.device
         clean = task.clean
         plain = Part(clean.x, clean.y, clean.idx, "none")
@@ -120,7 +120,6 @@ class FinePruning(Method):
             handle.remove()
         with torch.no_grad():
             linear.weight.mul_(cols)
-        task.figures.update({"channels": channels, "pruned": pruned, "judged_on": "held-out slice" if task.guard
-                             is not None else "clean set", "acc_before": round(base, 4),
-                             "acc_pruned": round(acc_after, 4)})
-        return model
+        return Unlearned(model, {"channels": channels, "pruned": pruned, "judged_on": "held-out slice" if task.guard
+                                 is not None else "clean set", "acc_before": round(base, 4),
+                                 "acc_pruned": round(acc_after, 4)})

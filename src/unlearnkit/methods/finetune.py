@@ -21,7 +21,7 @@ from torch import nn
 
 from ..engine.train import TrainConfig, fit
 from ._steps import UNLEARN_SHARE
-from .base import Method, UnlearnTask, register_method
+from .base import Method, Unlearned, UnlearnTask, register_method
 
 UNLEARN_EPOCHS, UNLEARN_BATCH = 10, 128
 BACKDOOR_EPOCHS, BACKDOOR_BATCH = 100, 256
@@ -41,7 +41,7 @@ class FineTune(Method):
         optimizer: str = "sgd"
         weight_decay: float = 5e-4
 
-    def unlearn(self, model: nn.Module, task: UnlearnTask) -> nn.Module:
+    def unlearn(self, model: nn.Module, task: UnlearnTask) -> Unlearned:
         c = self.config
         backdoor = task.scenario == "backdoor"
         data = task.clean if backdoor else task.retain
@@ -50,10 +50,9 @@ class FineTune(Method):
         batch = c.batch_size if c.batch_size is not None else BACKDOOR_BATCH if backdoor else UNLEARN_BATCH
         cfg = TrainConfig(epochs=epochs, batch_size=batch, lr=c.lr, optimizer=c.optimizer,
                           weight_decay=c.weight_decay, augment=True)
-        task.figures.update({"epochs": epochs, "batch_size": batch})
         fit(model, data, cfg, task.device, task.generator, desc="finetune",
             on_epoch=lambda m, e: task.watch(m, f"epoch {e}"))
-        return model
+        return Unlearned(model, {"epochs": epochs, "batch_size": batch})
 
 
 def unlearn_epochs(original_epochs: int) -> int:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from .base import Method, UnlearnTask, register_method
+from .base import Method, Unlearned, UnlearnTask, register_method
 
 
 @register_method("hyperforget")
@@ -38,7 +38,7 @@ class HyperForgetMethod(Method):
                 raise UserError("method hyperforget needs --set hypernet=DIR: a directory written by "
                                 "`unlearnkit hyperforget train` for this model")
 
-    def unlearn(self, model: nn.Module, task: UnlearnTask) -> nn.Module:
+    def unlearn(self, model: nn.Module, task: UnlearnTask) -> Unlearned:
         from ..hyperforget import HyperForget
         from ..hyperforget.heads import get_head, set_head
         from ..hyperforget.sample import generate
@@ -54,5 +54,4 @@ class HyperForgetMethod(Method):
         heads, config, _ = generate(hf, task.forget_classes[0], 1, start=c.start, forget_loss=c.forget_loss,
                                     retain_loss=c.retain_loss, steps=c.steps, temperature=c.temperature,
                                     seed=task.seed * 1000 + c.sample)
-        task.figures.update(config)
-        return set_head(model, heads[0])
+        return Unlearned(set_head(model, heads[0]), dict(config))

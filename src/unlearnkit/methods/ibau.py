@@ -58,7 +58,7 @@ from torch import Tensor, nn
 from ..data.bundle import Part
 from ..engine.progress import say
 from ..errors import UserError
-from .base import Method, UnlearnTask, register_method
+from .base import Method, Unlearned, UnlearnTask, register_method
 
 # --------------------------------------------------------------------------- implicit hypergradient
 
@@ -295,7 +295,7 @@ class IBAU(Method):
             return torch.optim.SGD(params, lr=c.lr, momentum=0.9)
         return torch.optim.Adam(params, lr=c.lr, amsgrad=c.optimizer == "amsgrad")
 
-    def unlearn(self, model: nn.Module, task: UnlearnTask) -> nn.Module:
+    def unlearn(self, model: nn.Module, task: UnlearnTask) -> Unlearned:
         c = self.config
         model.eval()
         params = [p for p in model.parameters() if p.requires_grad]
@@ -325,8 +325,7 @@ class IBAU(Method):
             say(f"ibau: round {r}/{c.rounds} done ({step} outer steps in all)")
             if not task.watch(model, f"round {r}"):
                 break
-        task.figures.update({"delta_pixel_norm": norms, "flip_rate": flips, "round_lr": lrs})
-        return model
+        return Unlearned(model, {"delta_pixel_norm": norms, "flip_rate": flips, "round_lr": lrs})
 
     def costly(self, model: nn.Module, task: UnlearnTask) -> bool:
         """Did the round just done cost more than `backoff_drop` points of held-out clean accuracy (by the guard's

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from . import _steps as S
 from ._tuning import TunableConfig, TunableMethod
-from .base import UnlearnTask, register_method
+from .base import Unlearned, UnlearnTask, register_method
 
 
 def l1_norm(model: nn.Module) -> Tensor:
@@ -46,11 +46,10 @@ class L1Sparse(TunableMethod):
         optimizer: str = "sgd"
         weight_decay: float = 5e-4
 
-    def run(self, model: nn.Module, task: UnlearnTask) -> nn.Module:
+    def run(self, model: nn.Module, task: UnlearnTask) -> Unlearned:
         c = self.config
         opt = S.optimizer(model, c.optimizer, c.lr, c.weight_decay)
         share = S.retain_share(c.retain_fraction, task.train_config.epochs, c.epochs)
-        task.figures["retain_fraction"] = share
         parts = [S.subsample(task.retain, share, task.generator) for _ in range(c.epochs)]
         total = sum(S.steps_per_epoch(len(p), c.batch_size) for p in parts)
         loop = S.Loop(task, "l1-sparse", c.epochs)
@@ -59,4 +58,4 @@ class L1Sparse(TunableMethod):
             for x, y in S.batches(parts[e], c.batch_size, task):
                 gamma = c.gamma * (1.0 - loop.i / total)
                 loop.step(model, opt, F.cross_entropy(model(x), y) + gamma * l1_norm(model))
-        return model.eval()
+        return Unlearned(model.eval(), {"retain_fraction": share})

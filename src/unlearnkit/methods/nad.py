@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from ..engine.progress import progress
 from ..engine.train import TrainConfig, fit, make_optimizer, make_scheduler
 from ..errors import UserError
-from .base import Method, UnlearnTask, register_method
+from .base import Method, Unlearned, UnlearnTask, register_method
 
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
 
@@ -114,7 +114,7 @@ class NAD(Method):
             if self.schedule not in ("constant", "cosine"):
                 raise UserError(f"nad schedule {self.schedule!r} is unknown: use constant or cosine")
 
-    def unlearn(self, model: nn.Module, task: UnlearnTask) -> nn.Module:
+    def unlearn(self, model: nn.Module, task: UnlearnTask) -> Unlearned:
         c, dev, gen = self.config, task.device, task.generator
         clean = task.clean
         teacher = copy.deepcopy(model)
@@ -151,5 +151,4 @@ class NAD(Method):
             s_cap.remove()
             t_cap.remove()
         model.eval()
-        task.figures["stages"] = stages
-        return model
+        return Unlearned(model, {"stages": stages})

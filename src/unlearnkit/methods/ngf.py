@@ -34,7 +34,7 @@ from ..engine.kfac import KFACLinear, LayerTap, with_bias_column
 from ..engine.progress import progress
 from ..errors import UserError
 from ..models.registry import last_linear
-from .base import Method, UnlearnTask, register_method
+from .base import Method, Unlearned, UnlearnTask, register_method
 
 FISHERS = ("true", "empirical")
 WATCH_EVERY = 100  # steps between two guard checkpoints (the released code's "epoch" of 100 batches)
@@ -135,7 +135,7 @@ class NGF(Method):
             if self.fisher not in FISHERS:
                 raise UserError(f"--set fisher={self.fisher}: choose one of {', '.join(FISHERS)}")
 
-    def unlearn(self, model: nn.Module, task: UnlearnTask) -> nn.Module:
+    def unlearn(self, model: nn.Module, task: UnlearnTask) -> Unlearned:
         c = self.config
         data = task.clean
         head = last_linear(model)
@@ -193,14 +193,13 @@ class NGF(Method):
             model.eval()
             for p in others:
                 p.requires_grad_(True)
-        task.figures.update({
+        return Unlearned(model, {
             "tuned": "all layers (last one natural-gradient)" if c.all_layers else "last linear layer",
             "head_params": sum(p.numel() for p in head.parameters()),
             "regulariser": fisher is not None, "cached_features": cached,
             "loss_first": round(losses[0], 5), "loss_last": round(sum(losses[-10:]) / len(losses[-10:]), 5),
             "kl_clip_share": round(sum(n < 1.0 for n in nus) / max(1, len(nus)), 4),
         })
-        return model
 
 
 def _feature_batches(feats: Tensor, labels: Tensor, batch_size: int,

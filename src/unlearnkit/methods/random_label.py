@@ -19,7 +19,7 @@ from torch import nn
 
 from . import _steps as S
 from ._tuning import TunableConfig, TunableMethod
-from .base import UnlearnTask, register_method
+from .base import Unlearned, UnlearnTask, register_method
 
 
 @register_method("random-label")
@@ -44,7 +44,7 @@ class RandomLabel(TunableMethod):
         """Which weights may move (None: all). SalUn overrides this with its saliency mask."""
         return None
 
-    def run(self, model: nn.Module, task: UnlearnTask) -> nn.Module:
+    def run(self, model: nn.Module, task: UnlearnTask) -> Unlearned:
         c = self.config
         mask = self.weight_mask(model, task)
         wd = c.weight_decay
@@ -60,4 +60,7 @@ class RandomLabel(TunableMethod):
                     xr, yr = next(retain)
                     x, y = torch.cat([x, xr]), torch.cat([y, yr])
                 loop.step(model, opt, F.cross_entropy(model(x), y), mask, wd)
-        return model.eval()
+        if mask is None:
+            return Unlearned(model.eval())
+        share = sum(float(m.sum()) for m in mask.values()) / sum(m.numel() for m in mask.values())
+        return Unlearned(model.eval(), {"mask_share": round(share, 6)})

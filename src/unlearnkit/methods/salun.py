@@ -60,7 +60,4 @@ class SalUn(RandomLabel):
         mask_ratio: float = 0.5
 
     def weight_mask(self, model: nn.Module, task: UnlearnTask) -> S.Mask:
-        mask = saliency_mask(model, task.forget, self.config.mask_ratio, task.device)
-        task.figures["mask_share"] = round(float(sum(m.sum() for m in mask.values()) /
-                                                 sum(m.numel() for m in mask.values())), 6)
-        return mask
+        return saliency_mask(model, task.forget, self.config.mask_ratio, task.device)

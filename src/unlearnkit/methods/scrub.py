@@ -22,7 +22,7 @@ from torch import nn
 
 from . import _steps as S
 from ._tuning import TunableConfig, TunableMethod
-from .base import UnlearnTask, register_method
+from .base import Unlearned, UnlearnTask, register_method
 
 
 @register_method("scrub")
@@ -47,12 +47,11 @@ class Scrub(TunableMethod):
         forget_batch_size: int = 512
         weight_decay: float = 5e-4
 
-    def run(self, model: nn.Module, task: UnlearnTask) -> nn.Module:
+    def run(self, model: nn.Module, task: UnlearnTask) -> Unlearned:
         c = self.config
         teacher = S.frozen(model)
         opt = S.optimizer(model, c.optimizer, c.lr, c.weight_decay)
         share = S.retain_share(c.retain_fraction, task.train_config.epochs, c.epochs)
-        task.figures["retain_fraction"] = share
         loop = S.Loop(task, "scrub", c.epochs)
         for epoch in loop:
             model.train()
@@ -67,4 +66,4 @@ class Scrub(TunableMethod):
                 s = model(x)
                 loss = c.gamma * F.cross_entropy(s, y) + c.alpha * S.distill_kl(s, t, c.temperature)
                 loop.step(model, opt, loss)
-        return model.eval()
+        return Unlearned(model.eval(), {"retain_fraction": share})
