@@ -48,10 +48,19 @@ def test_shards_padded_to_equal_size_and_trimmed_back(monkeypatch, n):
     assert torch.equal(torch.cat(chunks)[:n], torch.arange(n))  # rank order + trim = every sample once, in order
 
 
-# forget, then evaluate, in one launch of two processes (each launch costs seconds of imports)
+# forget, then evaluate, in one launch of two processes (each launch costs seconds of imports); rank 1 arrives a
+# second late after each barrier of the checkpoint folder, as a loaded machine can make it (issue 19's flaky test:
+# a late rank saw rank 0's new checkpoint folder, refused it as an interrupted run and left its peer hanging)
 FORGET_THEN_EVALUATE = """
-import sys
+import os, sys, time
 from unlearnkit.cli import main
+from unlearnkit.engine import checkpoint
+if os.environ["RANK"] == "1":
+    on_time = checkpoint.barrier
+    def late():
+        on_time()
+        time.sleep(1.0)
+    checkpoint.barrier = late
 run, out = sys.argv[1:]
 assert main(["forget", run, "--method", "finetune", "--set", "epochs=1", "--forget-class", "3", "--retrain",
              "--out", out, "--quiet"]) == 0

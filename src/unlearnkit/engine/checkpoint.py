@@ -232,11 +232,17 @@ class Checkpoints:
         run_json = self.folder / "run.json"
         if is_main() and self.folder.exists() and (overwrite or not run_json.is_file()):
             shutil.rmtree(self.folder)  # discarded on request, or never completed its first write
-        barrier()  # under torchrun every rank decides on the same folder
-        if self.folder.exists() and not resume:
+        barrier()  # under torchrun every rank decides on the same folder ...
+        exists = self.folder.exists()
+        # ... and none goes on (rank 0 then makes the folder) before every rank has looked. Without this barrier a
+        # rank that looked late saw rank 0's new folder, refused it as an interrupted run and left, and its peer
+        # hung in the next collective or failed with gloo's "Connection closed by peer" (issue 19's flaky
+        # tests/test_ddp.py; `py-spy dump` of a hung run: rank 0 in DDP's first collective, rank 1 at exit)
+        barrier()
+        if exists and not resume:
             raise UserError(f"{self.folder} holds checkpoints of an interrupted run: pass --resume to continue "
                             f"it, or --overwrite to start again")
-        elif self.folder.exists():
+        elif exists:
             try:
                 old = json.loads(run_json.read_text())
             except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -246,7 +252,7 @@ class Checkpoints:
             if diff:
                 raise UserError(f"the checkpoints in {self.folder} were made by a different command (it differs in "
                                 f"{', '.join(diff)}): repeat that command with --resume, or pass --overwrite")
-        self.resumed = self.folder.exists()
+        self.resumed = exists
         self.live, self.log_from = False, runlog.mark()
 
     def _ensure(self) -> Path:
