@@ -1,7 +1,12 @@
 """The one device layer. Everything asks here which device to use; nothing calls `.cuda()`.
 
-`accelerate`'s `PartialState` reads torchrun's environment, so the same code runs on one CPU, one GPU, or
-data-parallel under `torchrun` (gloo on CPU, nccl on GPU).
+The same code runs on one CPU, one GPU (or Apple's MPS), or data-parallel under `torchrun` (gloo on CPU, nccl on
+one GPU per process): this module reads torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK) and joins the
+process group once. `accelerate`'s `PartialState` did this until issue 20; it was the package's only use of
+`accelerate`, whose `prepare()` would replace `engine.distributed`'s sharding with a DataLoader's, and that pads
+evaluation batches with repeated samples (so metrics must be gathered through it) where ours counts each sample
+exactly once and weights each rank's loss to the global batch mean (tests/test_ddp.py checks both against one
+process). Twenty lines of torch.distributed are cheaper than a dependency used for one call.
 """
 
 from __future__ import annotations
@@ -9,27 +14,55 @@ from __future__ import annotations
 import atexit
 import os
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
 from torch import nn
 
 
-@lru_cache(maxsize=1)
-def _state():
-    from accelerate import PartialState
+@dataclass(frozen=True)
+class _State:
+    device: torch.device
+    process_index: int
+    num_processes: int
 
-    cpu = os.environ.get("UNLEARNKIT_DEVICE", "").lower() == "cpu"
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
-        cpu = True  # torchrun on a machine without GPUs: accelerate joins the ranks only in its CPU (gloo) mode
-    state = PartialState(cpu=cpu)
-    if state.num_processes > 1:
+    @property
+    def is_main_process(self) -> bool:
+        return self.process_index == 0
+
+
+def _pick_device(world: int, local_rank: int) -> torch.device:
+    """CUDA (one GPU per torchrun process), else MPS for a single process, else the CPU; `UNLEARNKIT_DEVICE=cpu`
+    forces the CPU."""
+    if os.environ.get("UNLEARNKIT_DEVICE", "").lower() == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local_rank if world > 1 else torch.cuda.current_device())
+        torch.cuda.set_device(device)
+        return device
+    mps = getattr(torch.backends, "mps", None)
+    if world == 1 and mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@lru_cache(maxsize=1)
+def _state() -> _State:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    device = _pick_device(world, local_rank)
+    if world > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world)
         atexit.register(_leave_together)
-    if state.device.type == "cuda":
+    if device.type == "cuda":
         # every batch has the same shape, so cuDNN's one-off timing of its convolution kernels pays for itself
         # within the first epoch (fp32 stays fp32: TF32 is not switched on)
         torch.backends.cudnn.benchmark = True
-    return state
+    return _State(device, rank if world > 1 else 0, world)
 
 
 def _leave_together() -> None:
