@@ -17,6 +17,7 @@ from pathlib import Path
 
 from unlearnkit.bench import SUITES
 from unlearnkit.bench.runner import COMMON_SETTINGS, apply_common_settings, run
+from unlearnkit.settings import parse_pairs
 
 #: (label, metric key in results.json's flattened metrics, test)
 TARGETS = [
@@ -53,7 +54,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="digits + cnn-small: a smoke run, not the benchmark")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="suite settings, e.g. budget=0.05")
     a = ap.parse_args()
-    settings = dict(s.split("=", 1) for s in a.set)
+    settings = parse_pairs(a.set)
     if a.quick:
         settings["quick"] = "true"
     suite = SUITES.get("adversarial")({k: v for k, v in settings.items() if k not in COMMON_SETTINGS})

@@ -23,6 +23,7 @@ from pathlib import Path
 from unlearnkit.bench import run_suite
 from unlearnkit.bench.folders import DEFAULTS, cell_name, parse_cell
 from unlearnkit.bench.runner import machine_description
+from unlearnkit.settings import parse_pairs
 
 # (cell settings, arch): from a few thousand images to the full CIFAR-10, 32 to 128 px, three architectures,
 # one class or two. `small` is what a 2-core CPU finishes in well under an hour.
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["| cell | arch | method | forget test acc. | TA (retained) | gap TA | gap MIA | speed-up | targets |",
              "|---|---|---|---|---|---|---|---|---|"]
     for text, arch in cells:
-        settings = dict(kv.split("=", 1) for kv in text.split())
+        settings = parse_pairs(text.split())
         arch = settings.pop("arch", arch)
         name = cell_name(parse_cell({**DEFAULTS, **dict(settings)}))
         extra = {"arch": arch, **({"methods": a.methods} if a.methods else {})}

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from unlearnkit.bench import build_suite, run_suite
 from unlearnkit.bench.runner import cached_original, default_cache, mean_std, original_path
-from unlearnkit.cli import _kv, add_parallel_bench_args
+from unlearnkit.cli import add_parallel_bench_args
+from unlearnkit.settings import parse_untyped
 
 
 def attack_cost(out: Path, cache: Path, reuse_only: bool = False) -> str:
@@ -67,7 +68,7 @@ def main() -> None:
                    help="skip attack_cost.md (it trains a clean model per seed unless one is cached)")
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args()
-    settings = _kv(a.settings)
+    settings = parse_untyped(a.settings)
     cache = Path(settings["cache"]) if "cache" in settings else default_cache()
     if a.clean_only:
         train_clean(a.suite, settings, cache, a.only_seeds or list(range(a.seeds)))

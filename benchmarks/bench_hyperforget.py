@@ -54,23 +54,10 @@ from unlearnkit.hyperforget.sample import generate
 from unlearnkit.hyperforget.train import r2
 from unlearnkit.methods.base import METHODS
 from unlearnkit.pipeline import forget, load_run_data, parse_request, run_method
+from unlearnkit.settings import parse_untyped
 
 QUICK_HYPERNET = {"runs_per_class": 4, "steps": 1500, "sample_steps": 50}
 DONE_WHEN = {"forget_test_acc": 1.0, "retained_gap": 1.5, "mia_gap": 5.0, "cost_ratio": 0.01}
-
-
-def parse_settings(items: list[str]) -> dict:
-    out = {}
-    for s in items:
-        k, _, v = s.partition("=")
-        for t in (int, float):
-            try:
-                v = t(v)
-                break
-            except ValueError:
-                continue
-        out[k.strip()] = v
-    return out
 
 
 def load_collection(hypernet: Path, c: int) -> dict[str, torch.Tensor]:
@@ -140,7 +127,7 @@ def main() -> None:
 
     out, cache = Path(a.out), Path(a.cache) if a.cache else default_cache()
     out.mkdir(parents=True, exist_ok=True)
-    settings = parse_settings(a.settings)
+    settings = parse_untyped(a.settings)
     if a.quick:
         a.data, a.arch = "digits", "mlp"
         a.epochs = a.epochs or 15

@@ -25,6 +25,7 @@ from unlearnkit.engine.device import get_device
 from unlearnkit.engine.progress import say
 from unlearnkit.engine.rundir import load_run
 from unlearnkit.pipeline import Request, load_run_data, parse_request, run_method
+from unlearnkit.settings import parse_pairs
 
 KEYS = ("clean_acc", "asr", "robust_acc", "der", "seconds")
 
@@ -109,7 +110,7 @@ def main() -> None:
         sizes = [int(v) for v in a.clean_size.split(",")]
     else:
         sizes = [max(1, round(float(f) * len(bench.req.split.train_idx))) for f in a.clean_frac.split(",")]
-    ngf_settings = dict(s.split("=", 1) for s in a.settings)
+    ngf_settings = parse_pairs(a.settings)
     a.out.mkdir(parents=True, exist_ok=True)
     records: list[dict] = []
 

@@ -15,7 +15,7 @@ import argparse
 import sys
 
 from unlearnkit.bench import run_suite
-from unlearnkit.cli import _kv
+from unlearnkit.settings import parse_untyped
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--overwrite", action="store_true", help="re-run finished rows too")
     a = p.parse_args(argv)
     for suite in a.suites.split(","):
-        out = run_suite(suite, f"{a.out}/bench-{suite}", seeds=a.seeds, settings=_kv(a.settings),
+        out = run_suite(suite, f"{a.out}/bench-{suite}", seeds=a.seeds, settings=parse_untyped(a.settings),
                         overwrite=a.overwrite)
         print((out / "table.md").read_text())
     return 0

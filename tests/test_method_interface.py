@@ -123,3 +123,29 @@ def test_a_tuned_method_returns_its_choice_and_keeps_its_own_settings(cnn_runs) 
     assert vars(m) == {"config": before}
     chosen = res.figures["selection"]["chosen"]["lr"]
     assert res.config.lr == chosen and chosen in cls.search_space["lr"] and res.config.epochs == 1
+
+
+def test_one_settings_parser_for_methods_attacks_and_hyperforget() -> None:
+    """Issue 20: four hand-written key=value parsers became `unlearnkit.settings`; every kind of settings types its
+    values from its dataclass and refuses the same things with the same one-line errors."""
+    from unlearnkit.attacks import ATTACKS
+    from unlearnkit.attacks.base import build_config
+    from unlearnkit.hyperforget.train import HyperForgetConfig
+    from unlearnkit.settings import build, parse_pairs, parse_untyped
+
+    assert make_config(METHODS.get("scrub"), ["max-steps=4", "lr=0.5"]).max_steps == 4
+    assert build_config(ATTACKS.get("badnets"), ["size=4", "pattern=random"]).size == 4
+    assert build_config(ATTACKS.get("badnets"), {"size": None}).size is None  # a config read back from meta.json
+    assert build(HyperForgetConfig, ["steps=7"], "hyperforget train").steps == 7
+    assert parse_untyped(["width=64", "stem=cifar", "bias=false"]) == {"width": 64, "stem": "cifar", "bias": False}
+    for parse in (lambda s: make_config(METHODS.get("scrub"), s), lambda s: build_config(ATTACKS.get("badnets"), s),
+                  lambda s: build(HyperForgetConfig, s, "hyperforget train")):
+        for bad, says in ((["nosuch=1"], "has no setting 'nosuch'"), (["nokey"], "'nokey' is not key=value")):
+            with pytest.raises(UserError, match=says):
+                parse(bad)
+    with pytest.raises(UserError, match="expected int"):
+        build_config(ATTACKS.get("badnets"), ["size=abc"])
+    with pytest.raises(UserError, match="must be > 0"):
+        build(HyperForgetConfig, ["lr=0"], "hyperforget train")
+    with pytest.raises(UserError, match="--arch-kwargs 'hidden' is not key=value"):
+        parse_pairs(["hidden"], "--arch-kwargs")

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from .engine.distributed import is_main
 from .engine.train import TrainConfig
 from .errors import NumericalError, UserError
+from .settings import parse_pairs, parse_untyped
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -54,25 +55,6 @@ def command(name: str):
         return fn
 
     return deco
-
-
-def _kv(items: list[str] | None) -> dict[str, str]:
-    out = {}
-    for s in items or []:
-        if "=" not in s:
-            raise UserError(f"{s!r} is not key=value: write e.g. width=64")
-        k, v = s.split("=", 1)
-        out[k.strip()] = _auto(v.strip())
-    return out
-
-
-def _auto(v: str):
-    for t in (int, float):
-        try:
-            return t(v)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(v.lower(), v)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -280,8 +262,9 @@ def _train(a: argparse.Namespace) -> int:
 
     out = train(a.data, a.arch, a.out, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, optimizer=a.optimizer,
                 precision=a.precision, seed=a.seed, data_root=a.data_root, image_size=a.image_size,
-                val_fraction=a.val_fraction, arch_kwargs=_kv(a.arch_kwargs), poison=a.poison, target=a.target,
-                poison_ratio=a.poison_ratio, all_to_all=a.all_to_all, poison_settings=_kv(a.poison_set),
+                val_fraction=a.val_fraction, arch_kwargs=parse_untyped(a.arch_kwargs, "--arch-kwargs"),
+                poison=a.poison, target=a.target, poison_ratio=a.poison_ratio, all_to_all=a.all_to_all,
+                poison_settings=parse_pairs(a.poison_set, "--poison-set", "size=3"),
                 overwrite=a.overwrite, resume=a.resume, tensorboard=a.tensorboard)
     if not is_main():  # under torchrun rank 0 wrote the run (maybe on another node): nothing to read back here
         return 0
@@ -316,9 +299,10 @@ def _forget(a: argparse.Namespace) -> int:
 def _import(a: argparse.Namespace) -> int:
     from .pipeline import import_checkpoint
 
-    out = import_checkpoint(a.checkpoint, a.arch, a.data, a.out, arch_kwargs=_kv(a.arch_kwargs),
-                            data_root=a.data_root, image_size=a.image_size, val_fraction=a.val_fraction,
-                            epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, optimizer=a.optimizer, seed=a.seed,
+    out = import_checkpoint(a.checkpoint, a.arch, a.data, a.out,
+                            arch_kwargs=parse_untyped(a.arch_kwargs, "--arch-kwargs"), data_root=a.data_root,
+                            image_size=a.image_size, val_fraction=a.val_fraction, epochs=a.epochs,
+                            batch_size=a.batch_size, lr=a.lr, optimizer=a.optimizer, seed=a.seed,
                             overwrite=a.overwrite)
     m = json.loads((out / "metrics.json").read_text())
     print(f"{out}: imported {a.checkpoint}; test accuracy {m['test_acc']:.2f}%")
@@ -397,7 +381,7 @@ def _hyperforget(a: argparse.Namespace) -> int:
 def _bench(a: argparse.Namespace) -> int:
     from .bench import run_suite
 
-    out = run_suite(a.suite, a.out, seeds=a.seeds, settings=_kv(a.settings), overwrite=a.overwrite,
+    out = run_suite(a.suite, a.out, seeds=a.seeds, settings=parse_untyped(a.settings), overwrite=a.overwrite,
                     only_seeds=a.only_seeds, reuse_only=a.reuse_only, machine=a.machine)
     print((out / "table.md").read_text())
     return 0

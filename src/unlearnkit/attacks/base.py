@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ..data.transforms import to_float, to_uint8
 from ..errors import UserError
+from ..settings import build
 
 
 @dataclass(frozen=True)
@@ -122,14 +123,10 @@ def stamp(trigger: Trigger, x: Tensor, device: torch.device, chunk: int = 2048) 
     return torch.cat(out)
 
 
-def build_config(cls: type[Trigger], settings: dict[str, Any] | None) -> Any:
-    """The attack's Config from a dict; unknown keys name the valid ones."""
-    fields = {f.name for f in dataclasses.fields(cls.Config)}
-    unknown = sorted(set(settings or {}) - fields)
-    if unknown:
-        valid = ", ".join(sorted(fields)) or "(none)"
-        raise UserError(f"attack {cls.name!r} has no setting {unknown[0]!r}: valid settings are {valid}")
-    return cls.Config(**(settings or {}))
+def build_config(cls: type[Trigger], settings: dict[str, Any] | list[str] | None) -> Any:
+    """The attack's Config from `key=value` strings or a dict (`unlearnkit.settings`: unknown keys name the valid
+    ones, values are typed by the Config's annotations)."""
+    return build(cls.Config, settings, f"attack {cls.name!r}", flag="--poison-set")
 
 
 def square_side(side: int, ratio: float, minimum: int = 1) -> int:

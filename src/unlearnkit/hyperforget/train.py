@@ -29,7 +29,7 @@ from ..engine.progress import progress, say
 from ..engine.rundir import Run, RunWriter, load_run, versions
 from ..engine.train import check_finite
 from ..errors import UserError
-from ..methods.base import make_config
+from ..settings import build as build_settings
 from .basis import HeadBasis
 from .collect import STARTS, CollectConfig, collect_class
 from .heads import Features, compute_features, forget_retain, get_head, per_class_stats
@@ -100,13 +100,6 @@ class HyperForgetConfig:
             raise UserError(f"width={self.width} must be a multiple of heads={self.heads}")
         if not (self.lr > 0 and 0 <= self.ema < 1 and self.diffusion_steps >= 2 and self.temperature >= 0):
             raise UserError("need lr > 0, 0 <= ema < 1, diffusion_steps >= 2 and temperature >= 0")
-
-
-class _Settings:
-    """Lets `make_config` (which reads a `Config` dataclass and a name) parse `--set` for this command."""
-
-    name = "hyperforget train"
-    Config = HyperForgetConfig
 
 
 def class_list(text: str, names: list[str]) -> list[int]:
@@ -349,7 +342,7 @@ def train_hypernet(run: str | Path, out: str | Path, *, variant: str = "dihyfo-1
     """
     t_start = time.perf_counter()
     check_variant(variant)
-    cfg = make_config(_Settings, settings)
+    cfg = build_settings(HyperForgetConfig, settings, "hyperforget train")
     src = load_run(run)
     classes = class_list(cfg.classes, src.meta["classes"])
     writer = RunWriter(out, overwrite, inputs=(run,))

@@ -7,9 +7,6 @@ declares `{"clean"}` can never peek at the poisoned samples.
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +20,7 @@ from ..data.splits import Split
 from ..engine.train import TrainConfig, check_finite
 from ..errors import UserError
 from ..registry import Registry
+from ..settings import as_dict, build
 from ._guard import Guard
 
 PARTS = ("forget", "retain", "clean", "val")
@@ -189,76 +187,11 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
     return deco
 
 
-def _convert(text: str, tp: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
-        if text.lower() in ("none", "null"):
-            return None
-        return _convert(text, args[0], key)
-    try:
-        if tp is bool:
-            if text.lower() in ("1", "true", "yes", "on"):
-                return True
-            if text.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(text)
-        if tp is int:
-            return int(text)
-        if tp is float:
-            return float(text)
-        if origin in (tuple, list):
-            return tp([_convert(t, args[0], key) for t in text.split(",")]) if origin is list else tuple(
-                _convert(t, args[0], key) for t in text.split(","))
-    except ValueError as err:
-        raise UserError(f"--set {key}={text}: expected {getattr(tp, '__name__', tp)}") from err
-    return text
-
-
 def make_config(cls: type[Method], settings: dict[str, Any] | list[str] | None) -> Any:
-    """Build a method's Config from `key=value` strings or a dict; unknown keys list the valid ones."""
-    cfg_cls = cls.Config
-    hints = typing.get_type_hints(cfg_cls)
-    fields = {f.name for f in dataclasses.fields(cfg_cls)}
-    items: dict[str, Any] = {}
-    if isinstance(settings, list):
-        for s in settings:
-            if "=" not in s:
-                raise UserError(f"--set {s!r} is not key=value: write e.g. --set epochs=5")
-            k, v = s.split("=", 1)
-            items[k.strip().replace("-", "_")] = v.strip()
-    elif settings:
-        items = dict(settings)
-    for k, v in list(items.items()):
-        if k not in fields:
-            valid = ", ".join(sorted(fields)) or "(none)"
-            raise UserError(f"method {cls.name!r} has no setting {k!r}: valid settings are {valid}")
-        if isinstance(v, str):
-            items[k] = _convert(v, hints[k], k)
-    cfg = cfg_cls(**items)
-    _check_numbers(cls.name, cfg)
-    post = getattr(cfg, "validate", None)
-    if callable(post):
-        post()
-    return cfg
-
-
-def _check_numbers(method: str, cfg: Any) -> None:
-    """Settings no method can use: a NaN/inf number, a learning rate or batch size <= 0, negative epochs/steps.
-
-    Caught here, once for every method, they are bad input (exit 2) instead of a NaN loss or a crash later.
-    """
-    for f in dataclasses.fields(cfg) if dataclasses.is_dataclass(cfg) else []:
-        v, name = getattr(cfg, f.name), f.name
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            continue
-        positive = name == "lr" or name.startswith("lr_") or name.endswith(("_lr", "batch_size"))
-        counted = name.endswith(("epochs", "steps", "rounds", "iterations"))
-        if not math.isfinite(v) or (positive and v <= 0) or (counted and v < 0):
-            need = "> 0" if positive else ">= 0" if counted else "finite"
-            raise UserError(f"method {method!r}: setting {name}={v} must be {need}: pass e.g. --set {name}="
-                            f"{f.default if f.default is not dataclasses.MISSING else 1}")
+    """A method's Config from `key=value` strings or a dict (`unlearnkit.settings`: unknown keys list the valid
+    ones, values are typed by the Config's annotations, impossible numbers are refused)."""
+    return build(cls.Config, settings, f"method {cls.name!r}")
 
 
 def config_dict(config: Any) -> dict:
-    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
+    return as_dict(config)
