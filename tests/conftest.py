@@ -20,6 +20,16 @@ def tree_hash(path: Path) -> str:
     return h.hexdigest()
 
 
+@pytest.fixture(autouse=True)
+def _progress_as_by_default():
+    """Every test starts with progress lines on (the process default): a module fixture that made its runs quietly
+    must not change what a later module's test sees on stderr (test_adversarial's "stopped early" failed when it
+    ran after test_reliability)."""
+    from unlearnkit.engine.progress import set_quiet
+
+    set_quiet(False)
+
+
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory) -> Path:
     """A small CNN trained on digits (the embedded default), shared by the whole session. Read-only!"""
