@@ -37,23 +37,25 @@ import torch.nn.functional as F
 from unlearnkit.bench.hyperforget import cached_hypernet
 from unlearnkit.bench.runner import (
     FASHION_MNIST_RESNET18,
-    _atomic,
     cached_original,
     cached_reference,
     default_cache,
     machine_description,
 )
 from unlearnkit.bench.unlearning import BUDGETS
+from unlearnkit.engine.atomic import write_atomic
 from unlearnkit.engine.device import get_device
 from unlearnkit.engine.evaluate import evaluate_predictions
 from unlearnkit.engine.rundir import load_run
+from unlearnkit.forgetting import parse_request, run_method
 from unlearnkit.hyperforget import HyperForget
 from unlearnkit.hyperforget.heads import compute_features, feature_predictions, forget_retain, per_class_stats
 from unlearnkit.hyperforget.hypernet import prompt_losses, raw_prompts
 from unlearnkit.hyperforget.sample import generate
 from unlearnkit.hyperforget.train import r2
 from unlearnkit.methods.base import METHODS
-from unlearnkit.pipeline import forget, load_run_data, parse_request, run_method
+from unlearnkit.pipeline import forget
+from unlearnkit.rundata import load_run_data
 from unlearnkit.settings import parse_untyped
 
 QUICK_HYPERNET = {"runs_per_class": 4, "steps": 1500, "sample_steps": 50}
@@ -225,8 +227,8 @@ def main() -> None:
                       "all_mia": all(r["checks"]["mia"] for r in per_class),
                       "cost": sample_seconds / retrain_seconds <= DONE_WHEN["cost_ratio"]},
         "wall_seconds": time.perf_counter() - t_all}
-    _atomic(out / "results.json", json.dumps(summary, indent=2, default=str))
-    _atomic(out / "table.md", table(summary, src.meta))
+    write_atomic(out / "results.json", json.dumps(summary, indent=2, default=str))
+    write_atomic(out / "table.md", table(summary, src.meta))
     print((out / "table.md").read_text())
 
 
