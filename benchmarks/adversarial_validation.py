@@ -22,10 +22,11 @@ import torch
 from unlearnkit.engine.device import get_device
 from unlearnkit.engine.rundir import load_run
 from unlearnkit.engine.train import predict_logits
+from unlearnkit.forgetting import build_task, parse_request
 from unlearnkit.methods._tuning import val_stats
 from unlearnkit.methods.base import METHODS, make_config
 from unlearnkit.metrics.discriminator import audit, sorted_probs
-from unlearnkit.pipeline import build_task, load_run_data, parse_request
+from unlearnkit.rundata import load_run_data
 
 
 def val_audit(model: torch.nn.Module, task, seed: int) -> float:

@@ -24,7 +24,8 @@ from unlearnkit.bench.runner import machine_description
 from unlearnkit.engine.device import get_device
 from unlearnkit.engine.progress import say
 from unlearnkit.engine.rundir import load_run
-from unlearnkit.pipeline import Request, load_run_data, parse_request, run_method
+from unlearnkit.forgetting import Request, parse_request, run_method
+from unlearnkit.rundata import load_run_data
 from unlearnkit.settings import parse_pairs
 
 KEYS = ("clean_acc", "asr", "robust_acc", "der", "seconds")

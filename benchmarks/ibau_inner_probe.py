@@ -36,8 +36,9 @@ from unlearnkit.attacks.poison import triggered_test_part
 from unlearnkit.data.bundle import Part
 from unlearnkit.engine.device import get_device
 from unlearnkit.engine.rundir import load_run
+from unlearnkit.forgetting import build_task, parse_request
 from unlearnkit.methods.ibau import IBAU
-from unlearnkit.pipeline import build_task, load_run_data, parse_request
+from unlearnkit.rundata import load_run_data
 
 VARIANTS: list[dict] = [{}, {"l2_ball": 10.0, "clamp": True}, {"l2_ball": 5.0, "clamp": True},
                         {"l2_ball": 3.0, "clamp": True}]

@@ -31,9 +31,10 @@ from unlearnkit.attacks.poison import LabelMap, build_trigger, stamp
 from unlearnkit.bench.runner import machine_description
 from unlearnkit.data.transforms import to_float
 from unlearnkit.engine.rundir import load_run
+from unlearnkit.forgetting import clean_part
 from unlearnkit.methods.base import METHODS, make_config
 from unlearnkit.methods.ibau import round_batches
-from unlearnkit.pipeline import clean_part, load_run_data, split_of
+from unlearnkit.rundata import load_run_data, split_of
 
 
 @torch.no_grad()

@@ -42,9 +42,10 @@ from unlearnkit.engine.device import device_name, get_device
 from unlearnkit.engine.rundir import load_run
 from unlearnkit.engine.train import TrainConfig, fit, make_optimizer, make_scheduler
 from unlearnkit.errors import UserError
+from unlearnkit.forgetting import build_task, parse_request
 from unlearnkit.methods.ngf import head_inputs
 from unlearnkit.models.registry import last_linear
-from unlearnkit.pipeline import build_task, load_run_data, parse_request
+from unlearnkit.rundata import load_run_data
 
 
 def shares(text: str) -> list[float]:

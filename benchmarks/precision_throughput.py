@@ -53,7 +53,7 @@ def main() -> None:
 
 def len_train(run: Path) -> int:
     """Training images per epoch: the dataset's training split less the held-out share."""
-    from unlearnkit.pipeline import load_run_data, split_of
+    from unlearnkit.rundata import load_run_data, split_of
 
     meta = json.loads((run / "meta.json").read_text())
     bundle = load_run_data(meta)

@@ -11,9 +11,10 @@ import torch
 from unlearnkit import forget, predict, train
 from unlearnkit.engine.rundir import load_run
 from unlearnkit.errors import NumericalError, UserError
+from unlearnkit.forgetting import parse_request
 from unlearnkit.methods.adversarial import PRESETS, Adversarial, profile
 from unlearnkit.methods.base import make_config
-from unlearnkit.pipeline import load_run_data, parse_request
+from unlearnkit.rundata import load_run_data
 
 from .conftest import make_imagefolder
 

@@ -113,7 +113,8 @@ def test_backdoor_defences_see_only_the_clean_set(method):
 
 def test_a_defence_cannot_read_the_retain_set(backdoored):
     from unlearnkit.engine.rundir import load_run
-    from unlearnkit.pipeline import build_task, load_run_data, parse_request
+    from unlearnkit.forgetting import build_task, parse_request
+    from unlearnkit.rundata import load_run_data
 
     src = load_run(backdoored)
     bundle = load_run_data(src.meta)

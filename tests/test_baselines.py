@@ -13,9 +13,10 @@ import torch
 from unlearnkit import UserError, forget
 from unlearnkit.engine.rundir import load_run
 from unlearnkit.engine.train import predict_logits
+from unlearnkit.forgetting import build_task, parse_request
 from unlearnkit.methods.base import METHODS, make_config
 from unlearnkit.metrics import accuracy
-from unlearnkit.pipeline import build_task, load_run_data, parse_request
+from unlearnkit.rundata import load_run_data
 
 TINY = {
     "grad-ascent": {"epochs": 2, "lr": 0.01},

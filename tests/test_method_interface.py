@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 from unlearnkit import UserError, load_run
+from unlearnkit.forgetting import build_task, parse_request
 from unlearnkit.methods.base import METHODS, Method, PartNotAllowed, Unlearned, make_config
-from unlearnkit.pipeline import build_task, load_run_data, parse_request
+from unlearnkit.rundata import load_run_data
 
 
 @dataclass

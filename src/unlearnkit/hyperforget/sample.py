@@ -144,7 +144,7 @@ def sample(hypernet: str | Path, forget_class: str | int, out: str | Path, *, n:
 
 def _meta(src: Run, c: int, config: dict, seed: int, seconds: float, load_seconds: float) -> dict:
     """The keys `pipeline.forget` writes, for method `hyperforget`."""
-    from ..pipeline import Request, forget_meta
+    from ..forgetting import Request, forget_meta
 
     spec = ForgetSpec("class", classes=[c], seed=SPEC_SEED)
     req = Request("class", spec, None)  # type: ignore[arg-type]  # meta needs the spec only, not the split
@@ -170,7 +170,8 @@ def _brief(m: dict) -> dict:
 def _evaluate(src: Run, heads: torch.Tensor, c: int, seed: int, seconds: float, reference: str | Path | None,
               data_root: str | Path | None) -> list[dict]:
     """metrics.json of every sample (the keys `unlearnkit forget` writes), from one pass of frozen features."""
-    from ..pipeline import check_reference, load_run_data, metrics_for, parse_request
+    from ..forgetting import check_reference, metrics_for, parse_request
+    from ..rundata import load_run_data
 
     say("evaluating the samples on frozen features ...")
     bundle = load_run_data(src.meta, data_root)

@@ -116,7 +116,7 @@ def load_features(src: Run, folder: Path, data_root: str | Path | None) -> tuple
     if path.is_file():
         s = load_state(path)
         return Features(**s["features"]), float(s["seconds"])
-    from ..pipeline import load_run_data, split_of
+    from ..rundata import load_run_data, split_of
 
     bundle = load_run_data(src.meta, data_root)
     split = split_of(src.meta, bundle, None)
@@ -346,7 +346,7 @@ def train_hypernet(run: str | Path, out: str | Path, *, variant: str = "dihyfo-1
     src = load_run(run)
     classes = class_list(cfg.classes, src.meta["classes"])
     writer = RunWriter(out, overwrite, inputs=(run,))
-    from ..pipeline import run_digest
+    from ..forgetting import run_digest
 
     fingerprint = {"command": "hyperforget train", "run": run_digest(src.path), "variant": variant, "seed": seed,
                    "config": asdict(cfg)}

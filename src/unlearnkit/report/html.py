@@ -448,7 +448,7 @@ class _Evidence:
     """What the figures need beyond metrics.json: the data, the split and the models, rebuilt from the runs."""
 
     def __init__(self, run: Run, related: dict[str, Run], data_root: str | Path | None) -> None:
-        from ..pipeline import load_run_data, split_of
+        from ..rundata import load_run_data, split_of
 
         self.meta = run.meta
         self.bundle: DataBundle = load_run_data(run.meta, data_root)
