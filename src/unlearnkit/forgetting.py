@@ -16,7 +16,7 @@ from torch import nn
 
 from .data import DataBundle, ForgetSpec, Split, parse_forget_spec
 from .engine import distributed, runlog
-from .engine.checkpoint import checkpointing, stage
+from .engine.checkpoint import Scope, checkpointing
 from .engine.device import get_device
 from .engine.evaluate import Predictions, compare, evaluate_model
 from .engine.progress import say
@@ -113,57 +113,57 @@ class MethodRun:
 
 def execute_method(name: str, settings: dict | list[str] | None, model: nn.Module, meta: dict, bundle: DataBundle,
                    req: Request, seed: int, clean_size: int | None = None,
-                   stage_name: str | None = None, guard: bool = True) -> MethodRun:
+                   checkpoint: Scope | None = None, guard: bool = True) -> MethodRun:
     """Run one method on a copy of `model`, timing `unlearn` alone (with its guard, for backdoor defences).
 
-    Inside a checkpointed command, `stage_name` names its checkpoints: its `fit` calls resume per epoch and
-    a finished result is reused by `--resume` instead of being computed again.
+    With the `checkpoint` scope of a checkpointed command, the method's `fit` calls (given it as `task.checkpoint`)
+    resume per epoch and a finished result is read back by `--resume` instead of being computed again.
     """
     cls = METHODS.get(name)
     method = cls(make_config(cls, settings))
     needs = method.needs_for(req.scenario)
     task = build_task(meta, bundle, req, needs, seed, clean_size, guard)
+    task.checkpoint = sc = checkpoint
     work = copy.deepcopy(model)
-    with stage(stage_name or name) as sc:
-        done = sc.load_result(work) if sc else None
-        if done is not None:  # finished before an interruption: read back whole (artifacts too), not recomputed
-            result = Unlearned(work.eval(), done["figures"], done.get("artifacts") or {})
-            return MethodRun(result, done["config"], float(done["seconds"]), method)
-        first_epoch = runlog.epoch_mark()
-        t0 = time.perf_counter()
-        try:
-            if task.guard is not None:
-                task.guard.begin(work)
-            result = Unlearned.of(method.unlearn(work, task))
-            if task.guard is not None:
-                result.model = task.guard.settle(result.model)
-                result.figures["guard"] = task.guard.report()
-        except NumericalError as err:
-            raise err if name in str(err) else NumericalError(f"method {name!r}: {err}") from err
-        seconds = time.perf_counter() - t0 + (sc.carried_seconds if sc else 0.0)
-        out = result.model
-        distributed.broadcast_model(out)  # under torchrun, every rank evaluates rank 0's model
-        out.eval()
-        bad = [n for n, p in out.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
-        if bad:
-            raise NumericalError(f"method {name!r} produced NaN/inf weights ({bad[0]}); lower its learning rate")
-        # loss curves of fit() ('loss' alone if it ran under the method's name)
-        losses = runlog.losses_since(first_epoch)
-        if list(losses) == [f"{name}_loss"]:
-            losses = {"loss": losses[f"{name}_loss"]}
-        result.figures = {**losses, **result.figures}
-        config = config_dict(result.config if result.config is not None else method.config)
-        if sc:
-            sc.save_result(out, {"config": config, "seconds": seconds, "figures": result.figures,
-                                 "artifacts": result.artifacts})
+    done = sc.load_result(work) if sc else None
+    if done is not None:  # finished before an interruption: read back whole (artifacts too), not recomputed
+        result = Unlearned(work.eval(), done["figures"], done.get("artifacts") or {})
+        return MethodRun(result, done["config"], float(done["seconds"]), method)
+    first_epoch = runlog.epoch_mark()
+    t0 = time.perf_counter()
+    try:
+        if task.guard is not None:
+            task.guard.begin(work)
+        result = Unlearned.of(method.unlearn(work, task))
+        if task.guard is not None:
+            result.model = task.guard.settle(result.model)
+            result.figures["guard"] = task.guard.report()
+    except NumericalError as err:
+        raise err if name in str(err) else NumericalError(f"method {name!r}: {err}") from err
+    seconds = time.perf_counter() - t0 + (sc.carried_seconds if sc else 0.0)
+    out = result.model
+    distributed.broadcast_model(out)  # under torchrun, every rank evaluates rank 0's model
+    out.eval()
+    bad = [n for n, p in out.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
+    if bad:
+        raise NumericalError(f"method {name!r} produced NaN/inf weights ({bad[0]}); lower its learning rate")
+    # loss curves of fit() ('loss' alone if it ran under the method's name)
+    losses = runlog.losses_since(first_epoch)
+    if list(losses) == [f"{name}_loss"]:
+        losses = {"loss": losses[f"{name}_loss"]}
+    result.figures = {**losses, **result.figures}
+    config = config_dict(result.config if result.config is not None else method.config)
+    if sc:
+        sc.save_result(out, {"config": config, "seconds": seconds, "figures": result.figures,
+                             "artifacts": result.artifacts})
     return MethodRun(result, config, seconds, method)
 
 
 def run_method(name: str, settings: dict | list[str] | None, model: nn.Module, meta: dict, bundle: DataBundle,
                req: Request, seed: int, clean_size: int | None = None,
-               stage_name: str | None = None) -> tuple[nn.Module, dict, float, dict]:
+               checkpoint: Scope | None = None) -> tuple[nn.Module, dict, float, dict]:
     """Run one method on a copy of `model`; return (model, config, seconds, figures)."""
-    r = execute_method(name, settings, model, meta, bundle, req, seed, clean_size, stage_name)
+    r = execute_method(name, settings, model, meta, bundle, req, seed, clean_size, checkpoint)
     return r.model, r.config, r.seconds, r.figures
 
 
@@ -213,10 +213,10 @@ def forget(run: str | Path, method: str, out: str | Path, *, forget_class: str |
                    "settings": config_dict(make_config(cls, settings)), "scenario": req.scenario,
                    "forget": req.spec.to_dict() if req.spec else None, "clean_size": clean_size, "seed": seed,
                    "reference": run_digest(ref_run.path) if ref_run else None, "retrain": retrain, "guard": guard}
-    with writer, checkpointing(writer.out, fingerprint, resume, overwrite):
+    with writer, checkpointing(writer.out, fingerprint, resume, overwrite) as ck:
         say(f"unlearning with {method} ...")
-        res = execute_method(method, settings, model, src.meta, bundle, req, seed, clean_size, stage_name="method",
-                             guard=guard)
+        res = execute_method(method, settings, model, src.meta, bundle, req, seed, clean_size,
+                             checkpoint=ck.enter("method"), guard=guard)
         unlearned, config, seconds, figures = res.model, res.config, res.seconds, res.figures
         metrics, p = metrics_for(unlearned, bundle, req, src.meta, seed, seconds)
         ref_model, p_ref = None, None
@@ -226,7 +226,7 @@ def forget(run: str | Path, method: str, out: str | Path, *, forget_class: str |
         if retrain:
             say("retraining the reference from scratch ...")
             ref_model, ref_cfg, ref_seconds, _ = run_method("retrain", None, model, src.meta, bundle, req, seed,
-                                                            stage_name="reference")
+                                                            checkpoint=ck.enter("reference"))
             ref_metrics, p_ref = metrics_for(ref_model, bundle, req, src.meta, seed, ref_seconds)
             ref_dir = writer.subdir("reference")
             write_plain_run(ref_dir, ref_model, forget_meta(src, req, "retrain", ref_cfg, seed, ref_seconds,

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from .data import ForgetSpec, load_dataset
-from .engine.checkpoint import checkpointing, stage
+from .engine.checkpoint import checkpointing
 from .engine.device import PRECISIONS, get_device
 from .engine.evaluate import compare, evaluate_model
 from .engine.progress import say
@@ -76,14 +76,14 @@ def train(data: str = "digits", arch: str = "cnn-small", out: str | Path = "runs
         bundle = poison_bundle(bundle, meta["poison"])
     split = split_of(meta, bundle, None)
     device = get_device()
-    with writer, checkpointing(writer.out, {"command": "train", **meta}, resume, overwrite):
+    with writer, checkpointing(writer.out, {"command": "train", **meta}, resume, overwrite) as ck:
         gen = seed_everything(seed)
         model = new_model_fn(meta)().to(device)
         check_input_shape(model, meta, device)
         t0 = time.perf_counter()
-        with stage("train") as sc:
-            history = fit(model, bundle.train_part(split.train_idx), cfg, device, gen, desc="train")
-        meta["seconds"] = round(time.perf_counter() - t0 + (sc.carried_seconds if sc else 0.0), 3)
+        sc = ck.enter("train")
+        history = fit(model, bundle.train_part(split.train_idx), cfg, device, gen, desc="train", checkpoint=sc)
+        meta["seconds"] = round(time.perf_counter() - t0 + sc.carried_seconds, 3)
         metrics, _ = evaluate_model(model, bundle, split, None, device, seed)
         metrics = {**attack_metrics(model, bundle, meta, device), **metrics}
         metrics["seconds"] = meta["seconds"]

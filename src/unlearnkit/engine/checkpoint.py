@@ -21,7 +21,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -228,7 +227,6 @@ class Checkpoints:
     def __init__(self, out: Path, fingerprint: dict, resume: bool, overwrite: bool) -> None:
         self.folder = partial_dir(out)
         self.fingerprint = json.loads(json.dumps(fingerprint, default=str))
-        self.scope: Scope | None = None
         run_json = self.folder / "run.json"
         if is_main() and self.folder.exists() and (overwrite or not run_json.is_file()):
             shutil.rmtree(self.folder)  # discarded on request, or never completed its first write
@@ -267,14 +265,10 @@ class Checkpoints:
             say(f"log as the run goes: {self.folder / LIVE_LOG}")
         return self.folder
 
-    @contextmanager
-    def enter(self, name: str) -> Iterator[Scope]:
+    def enter(self, name: str) -> Scope:
+        """The scope of one named stage (e.g. 'method', 'reference'), to pass to its `fit` calls."""
         self._ensure()
-        previous, self.scope = self.scope, Scope(self.folder, name)
-        try:
-            yield self.scope
-        finally:
-            self.scope = previous
+        return Scope(self.folder, name)
 
     def discard(self) -> None:
         runlog.stop_writing()
@@ -300,13 +294,11 @@ def partial_dir(out: Path) -> Path:
     return out.parent / f".{out.name}.partial"
 
 
-_ACTIVE: ContextVar[Checkpoints | None] = ContextVar("unlearnkit_checkpoints", default=None)
-
-
 @contextmanager
 def checkpointing(out: str | Path, fingerprint: dict, resume: bool = False,
                   overwrite: bool = False) -> Iterator[Checkpoints]:
-    """Checkpoint the `fit` calls and stages inside this block into `.OUT.partial/`.
+    """Checkpoints of one command in `.OUT.partial/`: each stage is `ck.enter(name)`, a `Scope` passed to the stage's
+    `fit` calls (and, for a method, as `task.checkpoint`).
 
     The folder is removed when the block ends normally (the output is committed) or with bad input or a
     numerical fault (repeating would fail the same way); it is kept after Ctrl-C, a kill or any other crash,
@@ -315,7 +307,6 @@ def checkpointing(out: str | Path, fingerprint: dict, resume: bool = False,
     from ..errors import NumericalError
 
     ck = Checkpoints(Path(out).expanduser(), fingerprint, resume, overwrite)
-    token = _ACTIVE.set(ck)
     try:
         yield ck
     except CorruptCheckpoint:
@@ -327,23 +318,3 @@ def checkpointing(out: str | Path, fingerprint: dict, resume: bool = False,
         ck.discard()
     finally:
         runlog.stop_writing()
-        _ACTIVE.reset(token)
-
-
-@contextmanager
-def stage(name: str) -> Iterator[Scope | None]:
-    """Enter a named stage of the active run (None when nothing is being checkpointed)."""
-    ck = _ACTIVE.get()
-    if ck is None:
-        yield None
-        return
-    with ck.enter(name) as scope:
-        yield scope
-
-
-def fit_stage(desc: str, epochs: int) -> FitStage | None:
-    """The checkpoint of the next `fit` call, or None outside a checkpointed stage (tests, the bench's inner loops)."""
-    ck = _ACTIVE.get()
-    if ck is None or ck.scope is None:
-        return None
-    return ck.scope.next_fit(desc, epochs)

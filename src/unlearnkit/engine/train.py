@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from ..data.bundle import Part
 from ..errors import NumericalError, UserError
 from . import distributed, runlog
-from .checkpoint import fit_stage
+from .checkpoint import Scope
 from .device import autocast, fast_layout
 from .progress import progress
 
@@ -95,8 +95,12 @@ class LossWatch:
 
 def fit(model: nn.Module, data: Part, cfg: TrainConfig, device: torch.device, generator: torch.Generator,
         desc: str = "train", loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
-        on_epoch: Callable[[nn.Module, int], bool] | None = None) -> list[float]:
+        on_epoch: Callable[[nn.Module, int], bool] | None = None, checkpoint: Scope | None = None) -> list[float]:
     """Train `model` in place on `data` with `cfg`; return the mean loss of each epoch.
+
+    `checkpoint`: the checkpoint scope of the command's stage this training belongs to (a method gets it as
+    `task.checkpoint`); each epoch is then saved there and an interrupted run resumes from the last one. None: no
+    checkpoints (tests, the bench's inner loops).
 
     `on_epoch(model, epoch)` is called after each epoch (1-based); returning False ends training there (a
     backdoor defence's guard stops a collapsing model this way).
@@ -112,7 +116,7 @@ def fit(model: nn.Module, data: Part, cfg: TrainConfig, device: torch.device, ge
     opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
     steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
     sched = make_scheduler(opt, cfg.schedule, cfg.epochs * steps_per_epoch)
-    stage = fit_stage(desc, cfg.epochs)  # epoch checkpoints for --resume (None when not checkpointing)
+    stage = checkpoint.next_fit(desc, cfg.epochs) if checkpoint is not None else None
     start, step, history = stage.restore(model, opt, sched, generator) if stage else (0, 0, [])
     watch = LossWatch(desc, device)
     for epoch in progress(range(start, cfg.epochs), desc, cfg.epochs - start):

@@ -350,7 +350,8 @@ def train_hypernet(run: str | Path, out: str | Path, *, variant: str = "dihyfo-1
 
     fingerprint = {"command": "hyperforget train", "run": run_digest(src.path), "variant": variant, "seed": seed,
                    "config": asdict(cfg)}
-    with writer, checkpointing(writer.out, fingerprint, resume, overwrite) as ck, ck.enter("hyperforget") as scope:
+    with writer, checkpointing(writer.out, fingerprint, resume, overwrite) as ck:
+        scope = ck.enter("hyperforget")
         f, feature_seconds = load_features(src, scope.folder, data_root)
         start = get_head(src.build_model("cpu"))
         if tuple(start.shape) != (f.num_classes, f.train.shape[1] + 1):

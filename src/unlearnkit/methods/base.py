@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from ..data.bundle import DataBundle, Part
 from ..data.splits import Split
+from ..engine.checkpoint import Scope
 from ..engine.train import TrainConfig, check_finite
 from ..errors import UserError
 from ..registry import Registry
@@ -41,6 +42,8 @@ class UnlearnTask:
         forget_classes: the classes to forget (class scenario), else [].
         train_config: the original training recipe (what `retrain` repeats).
         new_model: builds a freshly initialised model of the same architecture.
+        checkpoint: the checkpoint scope of this run of the method (None outside a checkpointed command): pass it
+            to `fit(..., checkpoint=task.checkpoint)` and an interrupted `forget` resumes that training per epoch.
         guard: for backdoor removal, held-out clean accuracy measured at the defence's checkpoints (`watch`),
             so that a collapsing defence stops and a damaged state is never returned (see `methods/_guard.py`).
     """
@@ -56,6 +59,7 @@ class UnlearnTask:
     new_model: Callable[[], nn.Module] | None = None
     parts: dict[str, Part | None] = field(default_factory=dict, repr=False)
     guard: Guard | None = field(default=None, repr=False)
+    checkpoint: Scope | None = field(default=None, repr=False)
 
     def watch(self, model: nn.Module, at: str) -> bool:
         """A checkpoint of the defence (a round, an epoch, a pruning step): the guard measures held-out clean

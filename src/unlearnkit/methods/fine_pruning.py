@@ -115,7 +115,8 @@ class FinePruning(Method):
             if c.epochs:
                 fit(model, clean, TrainConfig(epochs=c.epochs, batch_size=c.batch_size, lr=c.lr,
                                               optimizer=c.optimizer, weight_decay=c.weight_decay, augment=True),
-                    dev, task.generator, desc="fine-pruning", on_epoch=lambda m, e: task.watch(m, f"epoch {e}"))
+                    dev, task.generator, desc="fine-pruning", on_epoch=lambda m, e: task.watch(m, f"epoch {e}"),
+                    checkpoint=task.checkpoint)
         finally:
             handle.remove()
         with torch.no_grad():

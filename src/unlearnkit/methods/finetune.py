@@ -51,7 +51,7 @@ class FineTune(Method):
         cfg = TrainConfig(epochs=epochs, batch_size=batch, lr=c.lr, optimizer=c.optimizer,
                           weight_decay=c.weight_decay, augment=True)
         fit(model, data, cfg, task.device, task.generator, desc="finetune",
-            on_epoch=lambda m, e: task.watch(m, f"epoch {e}"))
+            on_epoch=lambda m, e: task.watch(m, f"epoch {e}"), checkpoint=task.checkpoint)
         return Unlearned(model, {"epochs": epochs, "batch_size": batch})
 
 

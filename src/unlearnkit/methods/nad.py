@@ -120,7 +120,7 @@ class NAD(Method):
         teacher = copy.deepcopy(model)
         fit(teacher, clean, TrainConfig(epochs=c.teacher_epochs, batch_size=c.batch_size, lr=c.lr,
                                         weight_decay=c.weight_decay, schedule=c.schedule, augment=True), dev, gen,
-            desc="nad teacher")
+            desc="nad teacher", checkpoint=task.checkpoint)
         teacher.eval()
         probe = next(clean.batches(2, dev))[0]
         stages = attention_stages(model, probe, len(c.betas))

@@ -27,5 +27,5 @@ class Retrain(Method):
         fresh = task.new_model().to(task.device)
         cfg = task.train_config
         cfg = replace(cfg, epochs=self.config.epochs or cfg.epochs, lr=self.config.lr or cfg.lr)
-        fit(fresh, task.retain, cfg, task.device, task.generator, desc="retrain")
+        fit(fresh, task.retain, cfg, task.device, task.generator, desc="retrain", checkpoint=task.checkpoint)
         return fresh
