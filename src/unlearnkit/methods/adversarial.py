@@ -39,6 +39,9 @@ else the best under `Attempt.rank`; every game is recorded under `attempts` in m
 real-photo folder (issue 21) the automatic budget gave a 32-step game in which the whole network moved at full
 speed and collapsed, and the guard handed back the input model unchanged.
 
+The game's parts (the discriminator's `profile` features, the replayed games `ATTEMPTS`, the record of a game and
+its collapse guard) are in `_game.py`; this file is the method.
+
 Related designs: Discriminative Adversarial Unlearning (Sharma et al. 2024: an attacker separates forget
 from held-out outputs, the defender adds CE on retain) and SG-Unlearn (Di et al. 2025: a Stackelberg game
 against a membership auditor).
@@ -63,6 +66,7 @@ from ..errors import NumericalError, UserError
 from ..metrics.accuracy import accuracy
 from ..metrics.discriminator import Discriminator, audit, score_summary, scores, sorted_probs
 from ..models.registry import last_linear
+from ._game import ATTEMPTS, Attempt, Guard, Plan, hold_out, profile
 from .base import EvalData, Method, Unlearned, UnlearnTask, register_method
 
 #: Values a preset gives to every setting left unset (None). `default` is the working version; `seed` is the
@@ -85,7 +89,6 @@ PRESETS: dict[str, dict] = {
              "collapse_drop": 100.0, "body_lr": None, "retries": 0},
 }
 FEATURES = ("profile", "logits")
-PROFILE_BOUND = 8.0
 REALS = ("unseen", "retain", "forget-residual")
 
 
@@ -244,7 +247,7 @@ class Adversarial(Method):
         fmask = forget_mask(task.num_classes, task.forget_classes, task.device)
         figures: dict = {}
         start = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        retain, held = _hold_out(task.retain, c.guard_size, task.generator)
+        retain, held = hold_out(task.retain, c.guard_size, task.generator)
         base = self.steps_for(task, len(retain), len(task.forget))
         cost = self.cost_of_retraining(base, task, len(task.retain))
         if cost > 1.0:
@@ -482,175 +485,4 @@ class Adversarial(Method):
         return [{"discriminator_score": round(float(s), 4)} for s in scores(disc.eval(), self.features(logits, fmask))]
 
 
-def profile(logits: Tensor, forget_mask: Tensor, temperature: float = 1.0, exclude: Tensor | None = None,
-            bound: float = PROFILE_BOUND) -> Tensor:
-    """C label-agnostic numbers for C classes (about -1 to 1):
-
-    - the log-probabilities among the retained classes, sorted (all but the smallest): the confidence profile,
-      blind to which class wins;
-    - each forgotten class's log-odds against the retained classes: how much belief the class keeps;
-    - the entropy among the retained classes over its maximum.
-
-    Log-space on purpose: a confident model's probabilities saturate (p = 0.9999 moves by 1e-4 per unit
-    of logit), which starves the generator of gradient; log-odds move one-for-one with the logits. Values
-    are floored at -`bound` nats (e^-8: no visible belief), so a class pushed far enough is indistinguishable
-    from one masked out. `exclude` (N x C, True = masked) gives the answer of a model without those classes.
-    """
-    z = logits.float() / temperature
-    if exclude is not None:
-        z = z.masked_fill(exclude, float("-inf"))
-    zr = z[:, ~forget_mask]
-    lse = zr.logsumexp(1, keepdim=True)
-    logp = zr - lse
-    n_r = zr.shape[1]
-    kept = logp.sort(1, descending=True).values[:, : n_r - 1].clamp(-bound, 0.0)
-    odds = (z[:, forget_mask] - lse).clamp_min(-bound)  # no upper clip: it would stop the gradient
-    ent = -(logp.exp() * logp.clamp_min(-1e4)).sum(1, keepdim=True) / math.log(max(2, n_r))
-    return torch.cat([kept / bound, odds / bound, ent], 1)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """One game's setting: how the body moves, a scale on the learning rates and on the step count."""
-
-    label: str
-    body: str = "auto"  # auto (slow only in long games) | slow (always at body_lr) | frozen (the head alone)
-    lr_scale: float = 1.0
-    steps_scale: float = 1.0
-    long: bool = False  # at least `slow_body_from` steps
-
-    def steps(self, base: int, c: Adversarial.Config) -> int:
-        n = int(math.ceil(base * self.steps_scale))
-        return max(n, c.slow_body_from) if self.long else n
-
-
-#: The games `adversarial` plays, in order, until one forgets without costing the retained classes (issue 21:
-#: on a small real-photo folder the automatic budget gave a 32-step game in which the whole network moved at
-#: full speed and collapsed, and the guard handed the input model back). Each later game is safer: the head
-#: alone (it forgets a class within a few dozen steps, cannot disturb the features, and costs little more than
-#: forward passes), then a body that moves ten times slower, then lower rates for twice as long. On that
-#: folder's CIFAR-10 counterpart (BENCHMARKS.md, suite `folders`) the head alone forgot the class at no cost
-#: to held-out retain accuracy in 21 s, where the slow body forgot it at 3.6 points in 86 s.
-ATTEMPTS: tuple[Plan, ...] = (
-    Plan("as set"),
-    Plan("head only", body="frozen", long=True),
-    Plan("slow body", body="slow", long=True),
-    Plan("lower lr", body="slow", lr_scale=1 / 3, steps_scale=2.0, long=True),
-)
-
-
-@dataclass
-class Attempt:
-    """What one game did: its numbers for metrics.json and, for the best game so far, its weights."""
-
-    label: str
-    steps: int
-    steps_run: int
-    stop_reason: str | None
-    kept_step: int
-    nan_only: bool
-    guard_start: float
-    guard_end: float
-    left: float  # % of a fixed forget batch still recognised
-    body_lr: float | None
-    frozen_body: bool
-    hist: dict
-    seconds: float
-    model_state: dict | None = None
-    disc_state: dict | None = None
-
-    @property
-    def drop(self) -> float:
-        return self.guard_start - self.guard_end
-
-    def succeeded(self, c: Adversarial.Config) -> bool:
-        """Forgot (at most `forgotten_at`% of the forget batch recognised) within `retain_tolerance` points of
-        held-out retain accuracy, and no guard stop."""
-        return self.stop_reason is None and self.left <= c.forgotten_at and self.drop <= c.retain_tolerance
-
-    def why_not(self, c: Adversarial.Config) -> str:
-        if self.stop_reason:
-            return f"stopped ({self.stop_reason})"
-        if self.left > c.forgotten_at:
-            return f"left {self.left:.1f}% of a forget batch recognised"
-        return f"cost {self.drop:.1f} points of held-out retain accuracy"
-
-    def rank(self, c: Adversarial.Config) -> tuple:
-        """The declared rule for keeping a game (lower is better): a NaN game with nothing healthy last; then
-        games within `retain_tolerance` before those beyond it; then the least recognised forget batch; then the
-        smaller retain cost."""
-        return (self.nan_only, self.drop > c.retain_tolerance, round(self.left, 2), round(self.drop, 2))
-
-    def summary(self) -> dict:
-        return {"game": self.label, "steps": self.steps, "steps_run": self.steps_run,
-                "stopped_early": self.stop_reason is not None, "stop_reason": self.stop_reason,
-                "kept_step": self.kept_step, "forget_batch_acc": round(self.left, 2),
-                "guard_retain_acc": {"start": round(self.guard_start, 2), "end": round(self.guard_end, 2)},
-                "body_lr": self.body_lr, "frozen_body": self.frozen_body, "seconds": round(self.seconds, 2)}
-
-    def figures(self) -> dict:
-        """The chosen game's figures, under the keys metrics.json has always had."""
-        h = self.hist
-        return {"steps": self.steps, "steps_run": self.steps_run, "body_lr": self.body_lr,
-                "stopped_early": self.stop_reason is not None, "stop_reason": self.stop_reason,
-                "kept_step": self.kept_step, "final_d_loss": h["d_loss"][-1] if h["d_loss"] else None,
-                "final_g_loss": h["g_adv"][-1] if h["g_adv"] else None,
-                "guard_retain_acc": {"start": round(self.guard_start, 2), "end": round(self.guard_end, 2)},
-                "forget_batch_acc": round(self.left, 2), "history": h}
-
-
-def _hold_out(part: Part, n: int, generator: torch.Generator) -> tuple[Part, Part]:
-    """Split off `n` retain samples (at most a tenth) that training never sees: the guard's held-out batch."""
-    n = max(1, min(n, len(part) // 10))
-    perm = torch.randperm(len(part), generator=generator)
-    return part.subset(torch.sort(perm[n:]).values), part.subset(torch.sort(perm[:n]).values)
-
-
-class Guard:
-    """Stops training on NaN or collapse and keeps the last healthy state.
-
-    Collapse = accuracy on a held-out retain batch more than `drop` points below its value before training.
-    The state kept is the latest one that passed a check (the most-unlearned healthy state); a `companion`
-    (the discriminator) is kept from the same step, so the saved pair still belongs together.
-    """
-
-    def __init__(self, model: nn.Module, held: Part, drop: float, device: torch.device,
-                 companion: nn.Module | None = None) -> None:
-        self.held, self.drop, self.device, self.companion = held, drop, device, companion
-        self.start = self.accuracy(model)
-        self.last_acc = self.start
-        self.best = self._snapshot(model)
-        self.best_step = 0
-        self.stop_reason: str | None = None
-
-    @torch.no_grad()
-    def accuracy(self, model: nn.Module) -> float:
-        return accuracy(predict_logits(model, self.held, self.device), self.held.y)
-
-    def check(self, model: nn.Module, step: int) -> bool:
-        finite = all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point())
-        self.last_acc = self.accuracy(model) if finite else float("nan")
-        if not finite:
-            return self.fail(f"weights became NaN/inf by step {step}")
-        if self.last_acc < self.start - self.drop:
-            return self.fail(f"collapse: held-out retain accuracy {self.last_acc:.1f}% fell more than "
-                             f"{self.drop:g} points below {self.start:.1f}% at step {step}")
-        self.best, self.best_step = self._snapshot(model), step
-        return True
-
-    def fail(self, reason: str) -> bool:
-        self.stop_reason = reason
-        return False
-
-    def _snapshot(self, model: nn.Module) -> list[dict[str, Tensor]]:
-        mods = [model] + ([self.companion] if self.companion is not None else [])
-        return [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in mods]
-
-    def restore(self, model: nn.Module) -> None:
-        model.load_state_dict(self.best[0])
-        if self.companion is not None:
-            self.companion.load_state_dict(self.best[1])
-
-
 __all__ = ["ATTEMPTS", "PRESETS", "Adversarial", "Attempt", "Guard", "Plan", "profile"]
-
