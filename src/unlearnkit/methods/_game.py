@@ -1,22 +1,34 @@
 """The adversarial method's game, apart from the method itself (`adversarial.py`): the label-agnostic features the
 discriminator reads (`profile`), the games played in turn until one forgets (`Plan`, `ATTEMPTS`), the record of
-one game (`Attempt`), and the collapse guard that keeps the last healthy state of a game (`Guard`).
+one game (`Attempt`), the collapse guard that keeps the last healthy state of a game (`Guard`), and the described
+system's evaluation of the result (`described_evaluation`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.bundle import Part
 from ..engine.train import predict_logits
 from ..metrics.accuracy import accuracy
+from ..metrics.discriminator import Discriminator, audit, score_summary, scores, sorted_probs
+from .base import EvalData, Unlearned
 
 PROFILE_BOUND = 8.0
+
+
+def forget_mask(num_classes: int, forget_classes: list[int], device: torch.device | None = None) -> Tensor:
+    """True at the classes to forget: what the game hides from the discriminator."""
+    mask = torch.zeros(num_classes, dtype=torch.bool, device=device)
+    mask[forget_classes] = True
+    return mask
 
 if TYPE_CHECKING:
     from .adversarial import Adversarial
@@ -139,6 +151,13 @@ class Attempt:
                 "forget_batch_acc": round(self.left, 2), "history": h}
 
 
+def still_recognised(model: nn.Module, forget: Part, seed: int, device: torch.device, n: int = 256) -> float:
+    """Accuracy on a fixed batch of forget images: what is left to forget (0 for a retrained model)."""
+    pick = torch.randperm(len(forget), generator=torch.Generator().manual_seed(seed))[:n]
+    batch = forget.subset(pick)
+    return accuracy(predict_logits(model, batch, device), batch.y)
+
+
 def hold_out(part: Part, n: int, generator: torch.Generator) -> tuple[Part, Part]:
     """Split off `n` retain samples (at most a tenth) that training never sees: the guard's held-out batch."""
     n = max(1, min(n, len(part) // 10))
@@ -190,3 +209,78 @@ class Guard:
         model.load_state_dict(self.best[0])
         if self.companion is not None:
             self.companion.load_state_dict(self.best[1])
+
+
+# ---------------------------------------------------------------------- the described evaluation, repaired
+
+def described_evaluation(features: Callable[[Tensor, Tensor], Tensor], result: Unlearned,
+                         reference: nn.Module | None, data: EvalData, device: torch.device) -> dict:
+    """The described system's evaluation, repaired: the game's own discriminator (an artifact of the result) on
+    the forget set's and the forgotten classes' test outputs, misclassification, sample predictions; and fresh
+    discriminators fitted on the held-out split, against the reference. `features`: what the discriminator reads."""
+    p, bundle, split = data.predictions, data.bundle, data.split
+    if p is None or "discriminator" not in result.artifacts or p.forget is None:
+        return {}
+    fmask = forget_mask(bundle.num_classes, split.forget_classes)
+    forgot = torch.isin(p.test.y, torch.tensor(split.forget_classes))
+    lf_test = p.test_logits[forgot]
+    disc = Discriminator(bundle.num_classes)
+    disc.load_state_dict(result.artifacts["discriminator"])
+    disc.eval()
+    out: dict = {
+        "train_disc": {"forget_train": score_summary(scores(disc, features(p.forget_logits, fmask))),
+                       "forget_test": score_summary(scores(disc, features(lf_test, fmask)))},
+        "misclassified_forget": round(100 - accuracy(p.forget_logits, p.forget.y), 2),
+        "misclassified_forget_test": round(100 - accuracy(lf_test, p.test.y[forgot]), 2),
+        "retain_acc": round(accuracy(p.retain_logits, p.retain.y), 2),
+        "samples": _samples(features, p.forget_logits, p.forget, bundle.classes, disc, fmask),
+    }
+    fresh = fresh_audits(result.model, reference, data, device)
+    if fresh:
+        out["fresh_disc"] = fresh
+    return out
+
+def _samples(features: Callable[[Tensor, Tensor], Tensor], logits: Tensor, part: Part, classes: list[str],
+             disc: Discriminator, fmask: Tensor, n: int = 8) -> list[dict]:
+    """Predicted class and top-3 probabilities of a few forget images (evenly spaced, deterministic)."""
+    pick = torch.linspace(0, len(part) - 1, min(n, len(part))).round().long()
+    prob = F.softmax(logits[pick].float(), 1)
+    d = scores(disc, features(logits[pick], fmask))
+    rows = []
+    for j, i in enumerate(pick.tolist()):
+        q, k = prob[j].topk(min(3, prob.shape[1]))
+        rows.append({"train_index": int(part.idx[i]), "true": classes[int(part.y[i])],
+                     "predicted": classes[int(k[0])], "disc_score": round(float(d[j]), 4),
+                     "top3": [[classes[int(c)], round(float(v), 4)] for v, c in zip(q, k, strict=True)]})
+    return rows
+
+def fresh_audits(model: nn.Module, reference: nn.Module | None, data: EvalData, device: torch.device) -> dict:
+    """Fresh discriminators fitted on the held-out split, scored on the test split.
+
+    `unlearned` / `reference`: per model, retained-class vs forgotten-class outputs (the described score,
+    from a discriminator that had no part in training). `vs_reference`: the unlearned model's outputs on
+    forgotten-class images vs the retrained model's: AUC 0.5 means they cannot be told apart.
+    """
+    bundle, split, p = data.bundle, data.split, data.predictions
+    val = bundle.train_part(split.val_idx, "none")
+    classes = torch.tensor(split.forget_classes)
+    v_forgot, t_forgot = torch.isin(val.y, classes), torch.isin(p.test.y, classes)
+    if len(val) == 0 or not v_forgot.any() or v_forgot.all():
+        return {"skipped": "the held-out split has no images of both forgotten and retained classes"}
+
+    def per_model(val_logits: Tensor, test_logits: Tensor) -> dict:
+        v, t = sorted_probs(val_logits), sorted_probs(test_logits)
+        return audit(v[~v_forgot], v[v_forgot], t[~t_forgot], t[t_forgot], data.seed)
+
+    v_u = predict_logits(model, val, device)
+    out = {"features": "sorted softmax probabilities", "fit_on": "held-out split", "scored_on": "test split",
+           "unlearned": per_model(v_u, p.test_logits)}
+    if reference is not None and data.reference_predictions is not None:
+        v_r = predict_logits(reference, val, device)
+        t_r = data.reference_predictions.test_logits
+        out["reference"] = per_model(v_r, t_r)
+        out["auc_gap"] = round(abs(out["unlearned"]["auc"] - out["reference"]["auc"]), 4)
+        vs = audit(sorted_probs(v_r[v_forgot]), sorted_probs(v_u[v_forgot]), sorted_probs(t_r[t_forgot]),
+                   sorted_probs(p.test_logits[t_forgot]), data.seed)
+        out["vs_reference"] = {"auc": vs["auc"], "gap_from_chance": round(abs(vs["auc"] - 0.5), 4)}
+    return out

@@ -31,16 +31,11 @@ accuracy; and "real" is sharpened (temperature 0.6), since a model retrained wit
 images more confidently than the original's masked-out residual belief does. `--set preset=seed` runs the
 description's own losses and hyper-parameters instead.
 
-When a game fails (the guard stops it on collapse, it leaves more than `forgotten_at` (1%) of a forget batch
-recognised, or it costs more than `retain_tolerance` (3) points of held-out retain accuracy), safer games are
-played from the input model, up to `retries` (3) of them: the head alone, then the body at body_lr whatever the
-game's length, then a third of the rates for twice as long (ATTEMPTS). The first game that succeeds is kept,
-else the best under `Attempt.rank`; every game is recorded under `attempts` in metrics.json. Why: on a small
-real-photo folder (issue 21) the automatic budget gave a 32-step game in which the whole network moved at full
-speed and collapsed, and the guard handed back the input model unchanged.
-
-The game's parts (the discriminator's `profile` features, the replayed games `ATTEMPTS`, the record of a game and
-its collapse guard) are in `_game.py`; this file is the method.
+When a game fails (collapse, more than `forgotten_at` of a forget batch still recognised, or more than
+`retain_tolerance` points of held-out retain accuracy lost), up to `retries` safer games are played from the input
+model and the best is kept, every game recorded under `attempts` in metrics.json. The game's parts (`profile`
+features, the replayed games `ATTEMPTS`, a game's record and collapse guard, the described evaluation) are in
+`_game.py`; this file is the method.
 
 Related designs: Discriminative Adversarial Unlearning (Sharma et al. 2024: an attacker separates forget
 from held-out outputs, the defender adds CE on retain) and SG-Unlearn (Di et al. 2025: a Stackelberg game
@@ -61,12 +56,20 @@ from torch import Tensor, nn
 
 from ..data.bundle import Part
 from ..engine.progress import progress, say
-from ..engine.train import predict_logits
 from ..errors import NumericalError, UserError
-from ..metrics.accuracy import accuracy
-from ..metrics.discriminator import Discriminator, audit, score_summary, scores, sorted_probs
+from ..metrics.discriminator import Discriminator, scores
 from ..models.registry import last_linear
-from ._game import ATTEMPTS, Attempt, Guard, Plan, hold_out, profile
+from ._game import (
+    ATTEMPTS,
+    Attempt,
+    Guard,
+    Plan,
+    described_evaluation,
+    forget_mask,
+    hold_out,
+    profile,
+    still_recognised,
+)
 from .base import EvalData, Method, Unlearned, UnlearnTask, register_method
 
 #: Values a preset gives to every setting left unset (None). `default` is the working version; `seed` is the
@@ -90,13 +93,6 @@ PRESETS: dict[str, dict] = {
 }
 FEATURES = ("profile", "logits")
 REALS = ("unseen", "retain", "forget-residual")
-
-
-def forget_mask(num_classes: int, forget_classes: list[int], device: torch.device | None = None) -> Tensor:
-    """True at the classes to forget: what the game hides from the discriminator."""
-    mask = torch.zeros(num_classes, dtype=torch.bool, device=device)
-    mask[forget_classes] = True
-    return mask
 
 
 @register_method("adversarial")
@@ -340,18 +336,11 @@ class Adversarial(Method):
             kept_step=guard.best_step if guard.stop_reason else done,
             nan_only=bool(guard.stop_reason and guard.best_step == 0 and "NaN" in guard.stop_reason),
             guard_start=guard.start, guard_end=guard.accuracy(model),
-            left=self._still_recognised(model, task.forget, task),
+            left=still_recognised(model, task.forget, task.seed, task.device),
             body_lr=body_lr,
             frozen_body=plan.body == "frozen", hist=hist, seconds=time.perf_counter() - t0,
             model_state={k: v.detach().clone() for k, v in model.state_dict().items()},
             disc_state={k: v.detach().cpu().clone() for k, v in disc.state_dict().items()})
-
-    @staticmethod
-    def _still_recognised(model: nn.Module, forget: Part, task: UnlearnTask, n: int = 256) -> float:
-        """Accuracy on a fixed batch of forget images: what is left to forget (0 for a retrained model)."""
-        pick = torch.randperm(len(forget), generator=torch.Generator().manual_seed(task.seed))[:n]
-        batch = forget.subset(pick)
-        return accuracy(predict_logits(model, batch, task.device), batch.y)
 
     def _step(self, model: nn.Module, original: nn.Module, disc: Discriminator, opt_g: torch.optim.Optimizer,
               opt_d: torch.optim.Optimizer, xr: Tensor, yr: Tensor, xf: Tensor, fmask: Tensor) -> tuple[float, float]:
@@ -395,74 +384,8 @@ class Adversarial(Method):
     def extra_metrics(self, result: Unlearned, reference: nn.Module | None, data: EvalData,
                       device: torch.device) -> dict:
         """Discriminator scores (of the game's own discriminator, an artifact of the result), misclassification,
-        sample predictions; fresh discriminators vs the reference."""
-        p, bundle, split = data.predictions, data.bundle, data.split
-        if p is None or "discriminator" not in result.artifacts or p.forget is None:
-            return {}
-        fmask = forget_mask(bundle.num_classes, split.forget_classes)
-        forgot = torch.isin(p.test.y, torch.tensor(split.forget_classes))
-        lf_test = p.test_logits[forgot]
-        disc = Discriminator(bundle.num_classes)
-        disc.load_state_dict(result.artifacts["discriminator"])
-        disc.eval()
-        out: dict = {
-            "train_disc": {"forget_train": score_summary(scores(disc, self.features(p.forget_logits, fmask))),
-                           "forget_test": score_summary(scores(disc, self.features(lf_test, fmask)))},
-            "misclassified_forget": round(100 - accuracy(p.forget_logits, p.forget.y), 2),
-            "misclassified_forget_test": round(100 - accuracy(lf_test, p.test.y[forgot]), 2),
-            "retain_acc": round(accuracy(p.retain_logits, p.retain.y), 2),
-            "samples": self._samples(p.forget_logits, p.forget, bundle.classes, disc, fmask),
-        }
-        fresh = self._fresh_audits(result.model, reference, data, device)
-        if fresh:
-            out["fresh_disc"] = fresh
-        return out
-
-    def _samples(self, logits: Tensor, part: Part, classes: list[str], disc: Discriminator, fmask: Tensor,
-                 n: int = 8) -> list[dict]:
-        """Predicted class and top-3 probabilities of a few forget images (evenly spaced, deterministic)."""
-        pick = torch.linspace(0, len(part) - 1, min(n, len(part))).round().long()
-        prob = F.softmax(logits[pick].float(), 1)
-        d = scores(disc, self.features(logits[pick], fmask))
-        rows = []
-        for j, i in enumerate(pick.tolist()):
-            q, k = prob[j].topk(min(3, prob.shape[1]))
-            rows.append({"train_index": int(part.idx[i]), "true": classes[int(part.y[i])],
-                         "predicted": classes[int(k[0])], "disc_score": round(float(d[j]), 4),
-                         "top3": [[classes[int(c)], round(float(v), 4)] for v, c in zip(q, k, strict=True)]})
-        return rows
-
-    @staticmethod
-    def _fresh_audits(model: nn.Module, reference: nn.Module | None, data: EvalData, device: torch.device) -> dict:
-        """Fresh discriminators fitted on the held-out split, scored on the test split.
-
-        `unlearned` / `reference`: per model, retained-class vs forgotten-class outputs (the described score,
-        from a discriminator that had no part in training). `vs_reference`: the unlearned model's outputs on
-        forgotten-class images vs the retrained model's: AUC 0.5 means they cannot be told apart.
-        """
-        bundle, split, p = data.bundle, data.split, data.predictions
-        val = bundle.train_part(split.val_idx, "none")
-        classes = torch.tensor(split.forget_classes)
-        v_forgot, t_forgot = torch.isin(val.y, classes), torch.isin(p.test.y, classes)
-        if len(val) == 0 or not v_forgot.any() or v_forgot.all():
-            return {"skipped": "the held-out split has no images of both forgotten and retained classes"}
-
-        def per_model(val_logits: Tensor, test_logits: Tensor) -> dict:
-            v, t = sorted_probs(val_logits), sorted_probs(test_logits)
-            return audit(v[~v_forgot], v[v_forgot], t[~t_forgot], t[t_forgot], data.seed)
-
-        v_u = predict_logits(model, val, device)
-        out = {"features": "sorted softmax probabilities", "fit_on": "held-out split", "scored_on": "test split",
-               "unlearned": per_model(v_u, p.test_logits)}
-        if reference is not None and data.reference_predictions is not None:
-            v_r = predict_logits(reference, val, device)
-            t_r = data.reference_predictions.test_logits
-            out["reference"] = per_model(v_r, t_r)
-            out["auc_gap"] = round(abs(out["unlearned"]["auc"] - out["reference"]["auc"]), 4)
-            vs = audit(sorted_probs(v_r[v_forgot]), sorted_probs(v_u[v_forgot]), sorted_probs(t_r[t_forgot]),
-                       sorted_probs(p.test_logits[t_forgot]), data.seed)
-            out["vs_reference"] = {"auc": vs["auc"], "gap_from_chance": round(abs(vs["auc"] - 0.5), 4)}
-        return out
+        sample predictions; fresh discriminators vs the reference (`_game.described_evaluation`)."""
+        return described_evaluation(self.features, result, reference, data, device)
 
     # ------------------------------------------------------------------ predict
 
@@ -480,8 +403,7 @@ class Adversarial(Method):
         except Exception as err:  # noqa: BLE001 - any defect of the user's file: truncated, wrong keys or shapes
             raise UserError(f"{path} is not this run's discriminator ({type(err).__name__}): restore it from the "
                             f"run's original copy, or delete it to predict without discriminator scores") from err
-        fmask = torch.zeros(c, dtype=torch.bool)
-        fmask[list((meta.get("forget") or {}).get("classes", []))] = True
+        fmask = forget_mask(c, list((meta.get("forget") or {}).get("classes", [])))
         return [{"discriminator_score": round(float(s), 4)} for s in scores(disc.eval(), self.features(logits, fmask))]
 
 
