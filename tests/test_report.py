@@ -116,15 +116,15 @@ def test_comparison_groups_runs_by_task_and_ranks_only_within_a_group(runs):
 
 def test_method_figures_are_shown_as_diagnostics_not_as_success():
     """Issue 22: the discriminator score is a diagnostic (it scored a no-op run best), never the verdict."""
-    from unlearnkit.report.html import _diagnostics
+    from unlearnkit.report.figures import diagnostics
 
     meta = {"method": {"name": "adversarial"}}
     m = {"adversarial": {"steps": 30, "train_disc": {"forget_train": {"mean": 0.4955}}, "history": {"d_loss": [1, 2]},
                          "samples": [{"disc_score": 0.5}]}, "verdict": {"status": "forgotten"}}
-    html = _diagnostics(meta, m)
+    html = diagnostics(meta, m)
     assert "not evidence of forgetting" in html and "train_disc/forget_train/mean" in html and "0.4955" in html
     assert "history/" not in html and "samples/" not in html  # curves and per-image records live elsewhere
-    assert _diagnostics(meta, {"verdict": {}}) == "" and _diagnostics({}, m) == ""
+    assert diagnostics(meta, {"verdict": {}}) == "" and diagnostics({}, m) == ""
 
 
 def test_forget_run_records_the_loss_curves_of_its_training_loops(runs):

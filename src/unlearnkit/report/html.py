@@ -13,33 +13,31 @@ from meta.json. When the data cannot be rebuilt, the page says so and shows what
 
 from __future__ import annotations
 
-import html
 import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch import Tensor, nn
-
-from ..data import ForgetSpec
-from ..data.bundle import DataBundle, Part
 from ..engine import distributed
 from ..engine.atomic import write_atomic
-from ..engine.device import get_device
 from ..engine.progress import say
 from ..engine.rundir import LOG_FILE, Run, load_run
-from ..engine.runlog import curves, flat_scalars
-from ..engine.train import predict_logits
 from ..errors import UserError
 from ..metrics import registry as metric_registry
-from ..metrics.mia import true_label_confidence
 from . import plots
+from .figures import (
+    Evidence,
+    backdoor,
+    confusions,
+    curves_section,
+    diagnostics,
+    membership,
+    per_class,
+    samples,
+    triggered,
+)
+from .format import e, forget_what, gap_class, img, method_name, num, secs
 from .style import CSS
-
-MAX_PER_PART = 2000  # samples per part in the histograms: the shape, at a bounded cost on big datasets
-SAMPLES = 8
 
 
 def _table_metrics() -> list[tuple[str, str, str]]:
@@ -50,7 +48,6 @@ def _table_metrics() -> list[tuple[str, str, str]]:
 def _card_keys() -> tuple[str, ...]:
     return tuple(m.key for m in metric_registry.ordered() if m.card)
 
-e = html.escape
 
 
 # --------------------------------------------------------------------------- entry point
@@ -91,56 +88,11 @@ def _labels(paths: list[Path]) -> list[str]:
     return [str(p.relative_to(common)) if p != common else p.name for p in full]
 
 
-# --------------------------------------------------------------------------- formatting helpers
-
-def _num(v, digits: int = 2) -> str:
-    return "–" if not isinstance(v, (int, float)) or isinstance(v, bool) else f"{v:.{digits}f}"
-
-
-def _secs(v) -> str:
-    if not isinstance(v, (int, float)):
-        return "–"
-    return f"{v:.2f} s" if v < 10 else f"{v:.0f} s" if v < 600 else f"{v / 60:.1f} min"
-
-
-def _gap_class(g) -> str:
-    if not isinstance(g, (int, float)):
-        return ""
-    return "good" if g < 2 else "warn" if g < 10 else "bad"
-
-
-def _img(uri: str, alt: str, cls: str = "plot") -> str:
-    return f'<img class="{cls}" src="{uri}" alt="{e(alt)}">'
-
-
-def _figure(title: str, uri: str, caption: str, wide: bool = False) -> str:
-    return (f'<figure class="panel{" wide" if wide else ""}"><h3>{e(title)}</h3>{_img(uri, title)}'
-            f"<figcaption>{caption}</figcaption></figure>")
-
-
-def _method(meta: dict) -> str:
-    return (meta.get("method") or {}).get("name", "") if meta.get("kind") == "forget" else "train"
-
-
-def _forget_what(meta: dict) -> str:
-    f, classes = meta.get("forget") or {}, meta.get("classes", [])
-    if meta.get("scenario") == "backdoor":
-        return "the backdoor"
-    if f.get("kind") == "class":
-        names = [str(classes[c]) if c < len(classes) else str(c) for c in f.get("classes", [])]
-        return "class " + ", ".join(f"“{n}”" for n in names)
-    if f.get("kind") == "random":
-        return f"a random {100 * float(f.get('fraction', 0)):.0f}% of the training samples"
-    if f.get("kind") == "indices":
-        return f"{len(f.get('indices') or [])} chosen training samples"
-    return ""
-
-
 # --------------------------------------------------------------------------- the page
 
 def _page(labels: list[str], runs: list[Run], sections: list[str]) -> str:
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    nav = "".join(f'<a href="#run-{i}">{e(label)} <small>{e(_method(r.meta))}</small></a>'
+    nav = "".join(f'<a href="#run-{i}">{e(label)} <small>{e(method_name(r.meta))}</small></a>'
                   for i, (label, r) in enumerate(zip(labels, runs, strict=True)))
     compare = _comparison(labels, runs) if len(runs) > 1 else ""
     if compare:
@@ -164,7 +116,7 @@ def _task(meta: dict) -> str:
     data = meta.get("data", {}).get("spec", "?")
     if meta.get("kind") != "forget":
         return f"trained models on {data}"
-    return f"{meta.get('scenario') or 'forget'} on {data}: forget {_forget_what(meta)}"
+    return f"{meta.get('scenario') or 'forget'} on {data}: forget {forget_what(meta)}"
 
 
 def _comparison(labels: list[str], runs: list[Run]) -> str:
@@ -199,19 +151,19 @@ def _comparison_group(task: str, members: list[tuple[int, str, Run]]) -> str:
         m = r.metrics
         v = m.get("verdict") if isinstance(m.get("verdict"), dict) else {}
         status = str(v.get("status", "–"))
-        cells = "".join(f"<td>{_num(m.get(k), 0 if k == 'seconds' else 2)}</td>" for k, _ in keys)
+        cells = "".join(f"<td>{num(m.get(k), 0 if k == 'seconds' else 2)}</td>" for k, _ in keys)
         star = ' <span class="best">best</span>' if best is not None and g == best else ""
         sp = m.get("speedup")
-        rows.append(f'<tr><th><a href="#run-{i}">{e(label)}</a></th><td>{e(_method(r.meta))}</td>'
+        rows.append(f'<tr><th><a href="#run-{i}">{e(label)}</a></th><td>{e(method_name(r.meta))}</td>'
                     f'<td class="vcell v-{e(status.replace(" ", "-"))}">{e(status)}</td>{cells}'
-                    f'<td class="{_gap_class(g)}">{_num(g)}{star}</td>'
-                    f'<td class="{_speed_class(sp)}">{_num(sp, 1)}</td></tr>')
+                    f'<td class="{gap_class(g)}">{num(g)}{star}</td>'
+                    f'<td class="{_speed_class(sp)}">{num(sp, 1)}</td></tr>')
     chart = ""
     if len(members) > 1:
         chart_keys = [k for k in _card_keys() if any(k in r.metrics for _, _, r in members)]  # all in percent
         bars = {metric_registry.short(k): {label: r.metrics[k] for _, label, r in members if k in r.metrics}
                 for k in chart_keys}
-        chart = _img(plots.grouped_bars(bars, "percent"), f"comparison chart: {task}") if bars else ""
+        chart = img(plots.grouped_bars(bars, "percent"), f"comparison chart: {task}") if bars else ""
     return f"""<div class="group"><h3>{e(task)}</h3>
 <table class="metrics compare"><thead><tr><th>run</th><th>method</th><th>verdict</th>{head}
 <th>avg gap</th><th>speed-up</th></tr></thead><tbody>{"".join(rows)}</tbody></table>{chart}</div>"""
@@ -227,7 +179,7 @@ def _speed_class(sp) -> str:
 def _run_section(index: int, label: str, run: Run, data_root: str | Path | None) -> str:
     m, meta = run.metrics, run.meta
     related = _related(run)
-    badges = [meta.get("kind", "run"), _method(meta) if meta.get("kind") == "forget" else "",
+    badges = [meta.get("kind", "run"), method_name(meta) if meta.get("kind") == "forget" else "",
               meta.get("scenario") or "", meta["data"]["spec"], meta["arch"]["name"]]
     parts = [f'<section class="run card" id="run-{index}"><h2>{e(label)} '
              + "".join(f'<span class="badge">{e(b)}</span>' for b in badges if b) + "</h2>",
@@ -235,21 +187,21 @@ def _run_section(index: int, label: str, run: Run, data_root: str | Path | None)
     if not m:
         parts.append('<p class="note">This run has no metrics.json: run <code>unlearnkit evaluate</code>.</p>')
     try:
-        ev = _Evidence(run, related, data_root)
+        ev = Evidence(run, related, data_root)
     except UserError as err:
         ev = None
         parts.append(f'<p class="note">Predictions could not be recomputed ({e(str(err))}); the figures below '
                      f"come from metrics.json alone.</p>")
     table = _metrics_table(m, meta)
     parts += [f'<div class="panel wide"><h3>Numbers</h3>{table}</div>' if table else "",
-              _per_class(meta, m),
-              _backdoor(m),
-              _membership(ev) if ev is not None else "",
-              _curves(run),
-              _confusions(meta, m, related)]
+              per_class(meta, m),
+              backdoor(m),
+              membership(ev) if ev is not None else "",
+              curves_section(run),
+              confusions(meta, m, related)]
     if ev is not None:
-        parts += [_samples(ev), _triggered(ev)]
-    parts += [_diagnostics(meta, m), _config(run), "</section>"]
+        parts += [samples(ev), triggered(ev)]
+    parts += [diagnostics(meta, m), _config(run), "</section>"]
     return "\n".join(p for p in parts if p)
 
 
@@ -288,19 +240,19 @@ def _verdict(meta: dict, m: dict) -> str:
     if meta.get("kind") != "forget":
         epochs = (meta.get("train") or {}).get("epochs")
         s = (f"Trained <b>{e(meta['arch']['name'])}</b> on <b>{e(meta['data']['spec'])}</b> for {epochs} epochs in "
-             f"{_num(m.get('seconds'), 1)} s: test accuracy <b>{_num(m.get('test_acc'))}%</b>.")
+             f"{num(m.get('seconds'), 1)} s: test accuracy <b>{num(m.get('test_acc'))}%</b>.")
         if "asr" in m:
-            s += (f" Planted backdoor: attack success rate <b>{_num(m['asr'])}%</b>, clean accuracy "
-                  f"{_num(m.get('clean_acc'))}%.")
+            s += (f" Planted backdoor: attack success rate <b>{num(m['asr'])}%</b>, clean accuracy "
+                  f"{num(m.get('clean_acc'))}%.")
         return s
     o, r = m.get("original", {}), m.get("reference", {})
-    method = e(_method(meta))
+    method = e(method_name(meta))
 
     def move(key: str, what: str) -> str:
         if key not in m:
             return ""
-        s = f"{what} {_num(o.get(key))}% → <b>{_num(m[key])}%</b>"
-        return s + (f" (retrained: {_num(r[key])}%)" if key in r else "")
+        s = f"{what} {num(o.get(key))}% → <b>{num(m[key])}%</b>"
+        return s + (f" (retrained: {num(r[key])}%)" if key in r else "")
 
     if meta.get("scenario") == "backdoor":
         body = [move("asr", "attack success rate"), move("clean_acc", "clean accuracy")]
@@ -310,14 +262,14 @@ def _verdict(meta: dict, m: dict) -> str:
     else:
         body = [move("forget_acc", "forget-set accuracy"), move("mia_efficacy", "MIA efficacy"),
                 move("test_acc", "test accuracy")]
-    s = f"<b>{method}</b>, asked to forget {e(_forget_what(meta))}: " + "; ".join(b for b in body if b) + "."
+    s = f"<b>{method}</b>, asked to forget {e(forget_what(meta))}: " + "; ".join(b for b in body if b) + "."
     extras = []
     if "avg" in m.get("gap", {}):
-        extras.append(f"average gap to retraining <b>{_num(m['gap']['avg'])}</b>")
+        extras.append(f"average gap to retraining <b>{num(m['gap']['avg'])}</b>")
     if "speedup" in m:
         sp = m["speedup"]
-        extras.append(f"<b>{_num(sp, 1)}×</b> faster than retraining" if sp >= 1 else
-                      f"<b>slower than retraining</b> ({_num(1 / sp, 1)}× its time)" if sp > 0 else "")
+        extras.append(f"<b>{num(sp, 1)}×</b> faster than retraining" if sp >= 1 else
+                      f"<b>slower than retraining</b> ({num(1 / sp, 1)}× its time)" if sp > 0 else "")
     if extras:
         tail = ", ".join(extras)
         s += " " + tail[0].upper() + tail[1:] + "."
@@ -330,7 +282,7 @@ def _card_class(k: str, m: dict) -> str:
     bad, the verdict's "damaged" line), so that a card at 89% ASR is never neutral grey."""
     g, o = m.get("gap", {}), m.get("original", {})
     if k in g:
-        return _gap_class(g[k])
+        return gap_class(g[k])
     v = m.get(k)
     if not isinstance(v, (int, float)):
         return ""
@@ -350,19 +302,19 @@ def _cards(m: dict) -> str:
     for k in first + tuple(k for k in _card_keys() if k not in first):
         if k not in m:
             continue
-        sub = " · ".join(x for x in (f"before {_num(o[k])}" if k in o else "",
-                                      f"retrained {_num(r[k])}" if k in r else "") if x)
+        sub = " · ".join(x for x in (f"before {num(o[k])}" if k in o else "",
+                                      f"retrained {num(r[k])}" if k in r else "") if x)
         cards.append(f'<div class="stat {_card_class(k, m)}"><div class="k">{e(labels[k])}</div>'
-                     f'<div class="v">{_num(m[k], 1)}<small>%</small></div><div class="s">{sub}</div></div>')
+                     f'<div class="v">{num(m[k], 1)}<small>%</small></div><div class="s">{sub}</div></div>')
     if "avg" in g:
-        cards.append(f'<div class="stat {_gap_class(g["avg"])}"><div class="k">average gap</div>'
-                     f'<div class="v">{_num(g["avg"])}</div><div class="s">UA, RA, TA, MIA vs retrained</div></div>')
+        cards.append(f'<div class="stat {gap_class(g["avg"])}"><div class="k">average gap</div>'
+                     f'<div class="v">{num(g["avg"])}</div><div class="s">UA, RA, TA, MIA vs retrained</div></div>')
     if "speedup" in m:
         sp = m["speedup"]
         what = "speed-up" if not isinstance(sp, (int, float)) or sp >= 1 else "slower than retraining"
         cards.append(f'<div class="stat {_speed_class(sp)}"><div class="k">{what}</div><div class="v">'
-                     f'{_num(sp, 1)}<small>×</small></div><div class="s">{_secs(m.get("seconds"))} vs '
-                     f'{_secs(r.get("seconds"))} retraining</div></div>')
+                     f'{num(sp, 1)}<small>×</small></div><div class="s">{secs(m.get("seconds"))} vs '
+                     f'{secs(r.get("seconds"))} retraining</div></div>')
     return f'<div class="stats">{"".join(cards)}</div>' if cards else ""
 
 
@@ -382,240 +334,14 @@ def _metrics_table(m: dict, meta: dict) -> str:
     for k, label, hint in _table_metrics():
         if not any(k in d for _, d in cols):
             continue
-        cells = "".join(f"<td>{_num(d.get(k), 3 if k in ('js_div', 'der') else 2)}{_interval(d, k)}</td>"
+        cells = "".join(f"<td>{num(d.get(k), 3 if k in ('js_div', 'der') else 2)}{_interval(d, k)}</td>"
                         for _, d in cols)
-        gap = f'<td class="{_gap_class(g.get(k))}">{_num(g.get(k))}</td>' if g else ""
+        gap = f'<td class="{gap_class(g.get(k))}">{num(g.get(k))}</td>' if g else ""
         rows.append(f'<tr><th>{e(label)}<small>{e(hint)}</small></th>{cells}{gap}</tr>')
     if not rows:
         return ""
     head = "".join(f"<th>{e(n)}</th>" for n, _ in cols) + ("<th>gap</th>" if g else "")
     return f'<table class="metrics"><thead><tr><th></th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
-
-
-# --------------------------------------------------------------------------- figures from metrics.json
-
-def _per_class(meta: dict, m: dict) -> str:
-    series = {}
-    for name, d in (("before", m.get("original", {})), ("after" if meta.get("kind") == "forget" else "this model",
-                                                         m), ("retrained", m.get("reference", {}))):
-        v = d.get("per_class_acc", {}).get("test")
-        if v:
-            series[name] = v
-    if not series:
-        return ""
-    forgot = (meta.get("forget") or {}).get("classes", []) if meta.get("scenario") == "class" else []
-    uri = plots.per_class_accuracy(meta["classes"], series, forgot)
-    note = " Forgotten classes are shaded: a good method brings them to the retrained model's level." if forgot \
-        else ""
-    return _figure("Per-class test accuracy", uri, "Test accuracy of each class." + note, wide=True)
-
-
-def _curves(run: Run) -> str:
-    named = dict(curves(run.metrics))
-    parent = run.meta.get("parent")
-    if parent and (Path(parent) / "metrics.json").is_file():
-        try:
-            pm = json.loads((Path(parent) / "metrics.json").read_text())
-            named.update({f"input model: {k}": v for k, v in curves(pm).items()})
-        except json.JSONDecodeError:
-            pass
-    if not named:
-        return ""
-    return _figure("Training curves", plots.curves(named),
-                   "Every curve recorded in metrics.json (losses per epoch, and a method's own figures per round), "
-                   "plus the training of the input model.", wide=True)
-
-
-def _confusions(meta: dict, m: dict, related: dict[str, Run]) -> str:
-    mats = {}
-    before = related.get("before")
-    if before is not None and "confusion_test" in before.metrics:
-        mats["before"] = before.metrics["confusion_test"]
-    if "confusion_test" in m:
-        mats["after" if meta.get("kind") == "forget" else "this model"] = m["confusion_test"]
-    if "confusion_test" in m.get("reference", {}):
-        mats["retrained"] = m["reference"]["confusion_test"]
-    if not mats:
-        return ""
-    return _figure("Confusion matrices (test set)", plots.confusion_matrices(mats, meta["classes"]),
-                   "Rows: true class, columns: predicted class, shaded by the share of the row; numbers are counts.",
-                   wide=True)
-
-
-# --------------------------------------------------------------------------- figures from predictions
-
-class _Evidence:
-    """What the figures need beyond metrics.json: the data, the split and the models, rebuilt from the runs."""
-
-    def __init__(self, run: Run, related: dict[str, Run], data_root: str | Path | None) -> None:
-        from ..rundata import load_run_data, split_of
-
-        self.meta = run.meta
-        self.bundle: DataBundle = load_run_data(run.meta, data_root)
-        spec = ForgetSpec.from_dict(run.meta["forget"]) if run.meta.get("forget") else None
-        self.split = split_of(run.meta, self.bundle, spec)
-        self.device = get_device()
-        self.models: dict[str, nn.Module] = {}
-        if "before" in related:
-            self.models["before"] = related["before"].build_model(self.device)
-        self.models["after" if run.meta.get("kind") == "forget" else "this model"] = run.build_model(self.device)
-        if "retrained" in related:
-            self.models["retrained"] = related["retrained"].build_model(self.device)
-        self.gen = torch.Generator().manual_seed(int(run.meta.get("seed", 0)))
-
-    def pick(self, idx: Tensor, k: int) -> Tensor:
-        if len(idx) <= k:
-            return idx
-        return torch.sort(idx[torch.randperm(len(idx), generator=self.gen)[:k]]).values
-
-    def test_part(self, mask: Tensor, k: int) -> Part:
-        return self.bundle.test_part(torch.zeros_like(mask).index_fill_(0, self.pick(mask.nonzero().flatten(), k),
-                                                                        True))
-
-    @property
-    def scenario(self) -> str | None:
-        return self.meta.get("scenario") if self.meta.get("kind") == "forget" else None
-
-
-def _membership(ev: _Evidence) -> str:
-    if ev.scenario == "backdoor":
-        return ""
-    y_test = ev.bundle.y_test
-    parts: dict[str, Part] = {}
-    if len(ev.split.forget_idx):
-        parts["forget"] = ev.bundle.train_part(ev.pick(ev.split.forget_idx, MAX_PER_PART), "none")
-    parts["retain"] = ev.bundle.train_part(ev.pick(ev.split.retain_idx, MAX_PER_PART), "none")
-    forgot = torch.isin(y_test, torch.tensor(ev.split.forget_classes, dtype=torch.long))
-    parts["test"] = ev.test_part(~forgot, MAX_PER_PART)
-    if forgot.any():
-        parts["test, forgotten classes"] = ev.test_part(forgot, MAX_PER_PART)
-    panels = {name: {p: true_label_confidence(predict_logits(model, part, ev.device), part.y)
-                     for p, part in parts.items()} for name, model in ev.models.items()}
-    if "forget" in parts:
-        cap = ("Softmax confidence in the true label. Before unlearning the forget set looks like the retain set "
-               "(members); after, it should look as it does for the retrained model, which never saw it.")
-    else:
-        cap = ("Softmax confidence in the true label on training (retain) and test samples: the wider apart, the "
-               "easier a membership-inference attack.")
-    return _figure("Membership-inference picture", plots.confidence_histograms(panels), cap, wide=True)
-
-
-def _backdoor(m: dict) -> str:
-    keys = [("clean_acc", "clean accuracy"), ("asr", "attack success rate"), ("robust_acc", "robust accuracy")]
-    if not any(k in m for k, _ in keys):
-        return ""
-    after = "after" if m.get("original") else "this model"
-    groups = {label: {n: d[k] for n, d in (("before", m.get("original", {})), (after, m),
-                                           ("retrained", m.get("reference", {}))) if k in d}
-              for k, label in keys if k in m}
-    return _figure("Backdoor", plots.grouped_bars(groups, "percent"),
-                   "Clean accuracy should stay; the attack success rate (triggered test images classified as the "
-                   "target) should fall to the level of a model that never saw the poison.", wide=True)
-
-
-def _top(logits: Tensor, classes: list[str], k: int = 3) -> list[tuple[str, float]]:
-    p = torch.softmax(logits.float(), 0)
-    v, i = p.topk(min(k, len(classes)))
-    return [(classes[j], float(q)) for q, j in zip(v, i, strict=True)]
-
-
-def _prediction_list(logits: Tensor, classes: list[str], truth: int) -> str:
-    items = []
-    for name, prob in _top(logits, classes):
-        hit = " hit" if name == classes[truth] else ""
-        items.append(f'<li class="{hit.strip()}"><span class="name">{e(name)}</span>'
-                     f'<span class="bar"><i style="width:{100 * prob:.0f}%"></i></span>'
-                     f'<span class="p">{100 * prob:.0f}%</span></li>')
-    return "<ol>" + "".join(items) + "</ol>"
-
-
-def _sample_cards(ev: _Evidence, part: Part, images: np.ndarray, titles: list[str]) -> str:
-    classes = ev.meta["classes"]
-    main = "after" if "after" in ev.models else "this model"
-    logits = {n: predict_logits(mod, part, ev.device) for n, mod in ev.models.items()}
-    cards = []
-    for i in range(len(part)):
-        y = int(part.y[i])
-        others = " · ".join(f"{n}: <b>{e(_top(lg[i], classes, 1)[0][0])}</b>"
-                            for n, lg in logits.items() if n != main)
-        cards.append(f'<figure class="sample">{_img(plots.image_uri(images[i]), titles[i], "thumb")}'
-                     f"<figcaption><div class='id'>{e(titles[i])}</div><div>true <b>{e(classes[y])}</b></div>"
-                     f"{_prediction_list(logits[main][i], classes, y)}<div class='others'>{others}</div>"
-                     f"</figcaption></figure>")
-    return "".join(cards)
-
-
-def _samples(ev: _Evidence) -> str:
-    if len(ev.split.forget_idx) and ev.scenario != "backdoor":
-        part = ev.bundle.train_part(ev.pick(ev.split.forget_idx, SAMPLES), "none")
-        title, what = "Forget samples", "forget"
-    else:
-        part = ev.test_part(torch.ones(len(ev.bundle.y_test), dtype=torch.bool), SAMPLES)
-        title, what = "Test samples", "test"
-    cards = _sample_cards(ev, part, part.x.numpy(), [f"{what} #{int(i)}" for i in part.idx])
-    main = "after" if "after" in ev.models else "this model"
-    return (f'<div class="panel wide"><h3>{title}, with the top-3 predictions of the model ({e(main)})</h3>'
-            f'<div class="samples">{cards}</div><p class="caption">Green: the true class. Below each: the top '
-            f"prediction of the other models.</p></div>")
-
-
-def _triggered(ev: _Evidence) -> str:
-    """Clean test images and their triggered versions, with predictions (runs with a planted backdoor)."""
-    poison = ev.meta.get("poison")
-    trigger = _trigger_fn(poison, ev.device) if poison else None
-    if trigger is None:
-        return ""
-    label_map = poison.get("label_map", {})
-    all_to_all = label_map.get("kind") == "all-to-all"
-    target = label_map.get("target")
-    victims = torch.ones_like(ev.bundle.y_test, dtype=torch.bool) if all_to_all or target is None \
-        else ev.bundle.y_test != int(target)
-    part = ev.test_part(victims, SAMPLES)
-    trig = Part(trigger(part.x), part.y, part.idx, "none")
-    clean = _sample_cards(ev, part, part.x.numpy(), [f"clean #{int(i)}" for i in part.idx])
-    triggered = _sample_cards(ev, trig, trig.x.numpy(), [f"triggered #{int(i)}" for i in part.idx])
-    goal = "y → y+1" if all_to_all else f"target “{ev.meta['classes'][int(target)]}”" if target is not None else ""
-    return (f'<div class="panel wide"><h3>Triggered examples: {e(str(poison.get("attack", "?")))} attack, '
-            f"{e(goal)}</h3><div class='samples'>{clean}</div><div class='samples'>{triggered}</div>"
-            f"<p class='caption'>Top row: clean test images; bottom row: the same images with the trigger. A model "
-            f"without the backdoor predicts both rows alike.</p></div>")
-
-
-def _diagnostics(meta: dict, m: dict) -> str:
-    """The method's own figures (metrics.json under its name), folded away and labelled as diagnostics.
-
-    Why apart from the verdict: these say how the method ran (a game's losses, the adversarial method's
-    discriminator scores, a guard's checkpoints), not whether the model forgot. Issue 22 measured the
-    discriminator score that the described system took as its success indicator: it scored a run that changed
-    nothing best (mean 0.477) and the only good run worst (0.500).
-    """
-    name = (meta.get("method") or {}).get("name")
-    figures = m.get(name) if name else None
-    if not isinstance(figures, dict):
-        return ""
-    flat = {k: v for k, v in flat_scalars(figures).items() if not k.startswith(("samples/", "history/"))}
-    if not flat:
-        return ""
-    rows = "".join(f"<tr><th>{e(k)}</th><td>{e(f'{v:g}')}</td></tr>" for k, v in list(flat.items())[:80])
-    return (f'<details class="panel wide"><summary>Method diagnostics ({e(name)}): how it ran, not evidence '
-            f'of forgetting</summary><p class="caption">The method\'s own figures from metrics.json. They describe '
-            f"the run (losses, budgets, the guard, the adversarial method's discriminator scores); whether the "
-            f"model forgot is judged only by the measured metrics and the verdict above. A discriminator score "
-            f"near 0.5 is reached by a run that changed nothing as easily as by one that forgot.</p>"
-            f'<table class="metrics">{rows}</table></details>')
-
-
-def _trigger_fn(poison: dict, device: torch.device):
-    """uint8 images -> triggered uint8 images for a poison spec, through `unlearnkit.attacks` (None without it)."""
-    from .. import attacks
-
-    build = getattr(attacks, "build_trigger", None)
-    if build is None:
-        return None
-    from ..attacks.base import stamp
-
-    trigger = build(poison)
-    return lambda x: stamp(trigger, x, device)  # the exact path that poisoned the training images
 
 
 # --------------------------------------------------------------------------- configuration and log
