@@ -67,7 +67,7 @@ def _signal_self_after(started: threading.Event, done: threading.Event, sent: li
     sent.append(time.monotonic())
     os.kill(os.getpid(), signal.SIGTERM)
     if not done.wait(timeout=60):
-        sys.stderr.write("test_sigterm: the method ignored SIGTERM for 60 s\n")
+        sys.__stderr__.write("test_sigterm: the method ignored SIGTERM for 60 s\n")
         os._exit(3)
 
 
