@@ -184,6 +184,9 @@ def _one_line(err: BaseException) -> str:
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    from .engine.progress import request_stop
+
+    request_stop()  # sticky: every loop's next step raises again, should this raise be lost (see request_stop)
     raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C: temporary outputs removed, checkpoints kept
 
 
@@ -191,8 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every failure is one line on stderr (UNLEARNKIT_DEBUG=1 adds tracebacks)."""
     parser = build_parser()
     a = None
-    previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() \
-        else None
+    from .engine.progress import clear_stop
+
+    clear_stop()
+    handled = (signal.SIGTERM, signal.SIGINT) if threading.current_thread() is threading.main_thread() else ()
+    previous = {sig: signal.signal(sig, _interrupt) for sig in handled}  # Ctrl-C and SIGTERM alike
     try:
         a = parser.parse_args(argv)
         if a.command is None:
@@ -237,8 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .checks import release_outputs
 
         release_outputs()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        clear_stop()
 
 
 def _debug() -> None:

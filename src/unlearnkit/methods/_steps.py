@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from ..data.bundle import Part
 from ..engine import runlog
-from ..engine.progress import progress
+from ..engine.progress import progress, stop_point
 from ..engine.train import make_optimizer
 from .base import UnlearnTask
 
@@ -37,6 +37,7 @@ def step(model: nn.Module, opt: torch.optim.Optimizer, loss: Tensor, task: Unlea
     before masking, so that weights outside the mask stay exactly where they were (a decayed-but-masked
     weight would otherwise drift, and a momentum buffer fed only zeros stays zero).
     """
+    stop_point()
     task.check(loss, where, i)
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -86,6 +87,7 @@ def cycle(part: Part, batch_size: int, task: UnlearnTask, augment: bool = True) 
 
 def subsample(part: Part, fraction: float, generator: torch.Generator) -> Part:
     """A seeded random share of `part` (at least one sample): the retain subset several papers use."""
+    stop_point()
     if fraction >= 1.0:
         return part
     n = max(1, int(round(len(part) * fraction)))
