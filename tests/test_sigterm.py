@@ -71,6 +71,9 @@ def _signal_self_after(started: threading.Event, done: threading.Event, sent: li
         os._exit(3)
 
 
+# a signal handled inside a finaliser (CI: a WeakKeyDictionary callback during l1-sparse) has its raise dropped
+# with this warning; the sticky stop request then stops the method (see test_a_sigterm_lost_in_a_finaliser_...)
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("method", METHODS_TESTED)
 def test_sigterm_stops_every_method_within_seconds(runs: dict[str, Path], tmp_path: Path, method: str,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
