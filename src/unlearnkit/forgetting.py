@@ -123,9 +123,9 @@ def execute_method(name: str, settings: dict | list[str] | None, model: nn.Modul
     method = cls(make_config(cls, settings))
     needs = method.needs_for(req.scenario)
     task = build_task(meta, bundle, req, needs, seed, clean_size, guard)
-    task.checkpoint = sc = checkpoint
+    task.checkpoint = checkpoint
     work = copy.deepcopy(model)
-    done = sc.load_result(work) if sc else None
+    done = checkpoint.load_result(work) if checkpoint else None
     if done is not None:  # finished before an interruption: read back whole (artifacts too), not recomputed
         result = Unlearned(work.eval(), done["figures"], done.get("artifacts") or {})
         return MethodRun(result, done["config"], float(done["seconds"]), method)
@@ -140,7 +140,7 @@ def execute_method(name: str, settings: dict | list[str] | None, model: nn.Modul
             result.figures["guard"] = task.guard.report()
     except NumericalError as err:
         raise err if name in str(err) else NumericalError(f"method {name!r}: {err}") from err
-    seconds = time.perf_counter() - t0 + (sc.carried_seconds if sc else 0.0)
+    seconds = time.perf_counter() - t0 + (checkpoint.carried_seconds if checkpoint else 0.0)
     out = result.model
     distributed.broadcast_model(out)  # under torchrun, every rank evaluates rank 0's model
     out.eval()
@@ -153,8 +153,8 @@ def execute_method(name: str, settings: dict | list[str] | None, model: nn.Modul
         losses = {"loss": losses[f"{name}_loss"]}
     result.figures = {**losses, **result.figures}
     config = config_dict(result.config if result.config is not None else method.config)
-    if sc:
-        sc.save_result(out, {"config": config, "seconds": seconds, "figures": result.figures,
+    if checkpoint:
+        checkpoint.save_result(out, {"config": config, "seconds": seconds, "figures": result.figures,
                              "artifacts": result.artifacts})
     return MethodRun(result, config, seconds, method)
 

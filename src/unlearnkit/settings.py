@@ -110,6 +110,6 @@ def check_numbers(owner: str, config: Any, flag: str = "--set") -> None:
                             f"{f.default if f.default is not dataclasses.MISSING else 1}")
 
 
-def as_dict(config: Any) -> dict:
+def config_dict(config: Any) -> dict:
     """A config as plain data (for meta.json)."""
     return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}

@@ -21,7 +21,8 @@ from ..engine.checkpoint import Scope
 from ..engine.train import TrainConfig, check_finite
 from ..errors import UserError
 from ..registry import Registry
-from ..settings import as_dict, build
+from ..settings import build
+from ..settings import config_dict as config_dict  # re-exported: callers read configs from here
 from ._guard import Guard
 
 PARTS = ("forget", "retain", "clean", "val")
@@ -195,7 +196,3 @@ def make_config(cls: type[Method], settings: dict[str, Any] | list[str] | None) 
     """A method's Config from `key=value` strings or a dict (`unlearnkit.settings`: unknown keys list the valid
     ones, values are typed by the Config's annotations, impossible numbers are refused)."""
     return build(cls.Config, settings, f"method {cls.name!r}")
-
-
-def config_dict(config: Any) -> dict:
-    return as_dict(config)
