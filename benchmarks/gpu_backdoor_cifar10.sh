@@ -6,28 +6,29 @@
 #               echo /.gpuwork/ >> .git/info/exclude
 # Device tool:  run(command="WORK=$PWD/.gpuwork bash benchmarks/gpu_backdoor_cifar10.sh", carry=[".data"],
 #                   timeout_s=600)
-# Measured on an H100 (BENCHMARKS.md): decoding the JPEG copy and setting up take 36-45 s per process, the first
-# epoch 5-19 s, each later one 3.2-4.0 s, so the 100-epoch model alone needs about 6.5 minutes. WORK inside the
-# checkout (an ignored folder) survives between calls while the machine stays warm: a second call with the same
-# command right after the first reuses the trained model and every finished row, and runs what is left.
+# Measured on an H100 (BENCHMARKS.md): an epoch takes 3.2-4.0 s, bound by the CPU launching kernels (about 8 ms per
+# step) rather than by the GPU, so the 100-epoch model alone needs about 6 minutes; decoding the JPEG copy took
+# 30-45 s per process (now once: the decoded pixels are kept beside the copy). Because one process leaves the GPU
+# mostly idle, every attack's process runs at the same time (ATTACKS, default badnets blend wanet), each with
+# OMP_NUM_THREADS=THREADS (default 4). WORK inside the checkout (an ignored folder) survives between calls while the
+# machine stays warm: a second call with the same command right after the first resumes every training from its
+# last checkpoint (UNLEARNKIT_CHECKPOINT_SECONDS=30) and every unfinished row, and reuses the finished ones.
 #
-# Plan (each process alone on the GPU, each stage limited to what is left of TOTAL seconds, default 560): 1. with
-# PREC=1 only, bf16 against fp32 images/s (about 80 s); 2. ATTACKS (default badnets, where the bars are): train the
-# 100-epoch model (cached) and run every defence row; 3. the references' ibau and ngf settings side by side on the
-# BadNets model (VARIANTS_IBAU, VARIANTS_NGF; empty skips); 4. LATER attacks (default blend wanet), each only if
-# the time left exceeds what the first attack took; 5. the table of every row that finished. What comes back
-# under $OUT: throughput.md, table.md, results.json and runs.tgz (metrics, meta and logs of every run and
-# variant, no weights). SET (extra suite settings), PREC_ARGS (the throughput run's arguments) and VARIANT_CLEAN
-# make a dry run on the CPU:
+# Plan (every stage limited to what is left of TOTAL seconds, default 560): 0. unpack the copy and decode it once;
+# 1. with PREC=1 only, bf16 against fp32 images/s (about 80 s); 2. one process per attack at once: train its
+# 100-epoch model (cached) and run every defence row; the BadNets process then runs the references' ibau and ngf
+# settings side by side (VARIANTS_IBAU, VARIANTS_NGF; empty skips); 3. the table of every row that finished. What
+# comes back under $OUT: throughput.md, table.md, results.json and runs.tgz (metrics, meta and logs of every run
+# and variant, no weights). SET (extra suite settings), PREC_ARGS (the throughput run's arguments) and
+# VARIANT_CLEAN make a dry run on the CPU:
 #   PREC=1 SET="quick=true clean=120 small=20" PREC_ARGS="--data digits --arch cnn-small --epochs 2" \
-#     VARIANT_CLEAN=100 LATER= OUT=/tmp/o WORK=/tmp/w bash benchmarks/gpu_backdoor_cifar10.sh
+#     VARIANT_CLEAN=100 ATTACKS="badnets blend" OUT=/tmp/o WORK=/tmp/w bash benchmarks/gpu_backdoor_cifar10.sh
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 out=${OUT:-/tmp/gpu-out}
 work=${WORK:-/tmp/ukbench}
-attacks=${ATTACKS:-"badnets"}
-later=${LATER-"blend wanet"}
+attacks=${ATTACKS:-"badnets blend wanet"}
 total=${TOTAL:-560}
 extra=${SET:-}
 prec_args=${PREC_ARGS:-"--data cifar10 --arch preact-resnet18 --epochs 2"}
@@ -35,7 +36,8 @@ prec_args=${PREC_ARGS:-"--data cifar10 --arch preact-resnet18 --epochs 2"}
 # five unprojected rounds, five rounds at lr 1e-4; NGF's released optimiser. ';' separates variants.
 variants_ibau=${VARIANTS_IBAU-"backdoorbench: optimizer=amsgrad lr=1e-4 batch_size=256 rounds=5 l2_ball=none portion=0.01;notebook: portion=0.01;defense.py: rounds=5 l2_ball=none portion=0.01;r5-lr1e-4: lr=1e-4 rounds=5"}
 variants_ngf=${VARIANTS_NGF-"released: all_layers=true fisher=empirical eta=0 lr=1e-3 milestones=0.4"}
-export PYTHONPATH="$here/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 UNLEARNKIT_DATA="$work/data"
+export PYTHONPATH="$here/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 UNLEARNKIT_DATA="$work/data" \
+  OMP_NUM_THREADS=${THREADS:-4} UNLEARNKIT_CHECKPOINT_SECONDS=${CKPT:-30}
 mkdir -p "$out" "$work/data/cifar10" "$work/logs"
 t0=$(date +%s)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
@@ -43,6 +45,9 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.i
 if [ ! -d "$work/data/cifar10/train" ]; then
   tar xzf .data/cifar10-jpeg.tar.gz -C "$work/data/cifar10" || { echo "no .data/cifar10-jpeg.tar.gz: carry .data"; exit 2; }
 fi
+case "$extra" in *quick=true*) ;; *)  # 0. decode the copy once; every later process reads the decoded pixels
+  python3 -c "from unlearnkit.data.datasets import load_dataset; print(load_dataset('cifar10').extra)" ;; esac
+echo "data ready at $(( $(date +%s) - t0 )) s"
 
 # 1. bf16 + channels_last against fp32, same card, same process (PREC=1 only)
 if [ "${PREC:-0}" = 1 ]; then
@@ -52,22 +57,12 @@ if [ "${PREC:-0}" = 1 ]; then
   echo "throughput done at $(( $(date +%s) - t0 )) s"
 fi
 
-# 2. one attack at a time: train the 100-epoch model (cached), then every defence row, within what is left
-for a in $attacks; do
-  left=$(( total - ($(date +%s) - t0) - 20 ))
-  [ "$left" -gt 30 ] || { echo "no time left for $a"; break; }
-  # shellcheck disable=SC2086
-  s0=$(date +%s)
-  timeout "$left" python3 benchmarks/bench_backdoor.py --suite backdoor-cifar10 --out "$work/bb" --only-seeds 0 \
-    --no-cost --set scenarios="$a" cache="$work/cache" $extra >"$work/logs/$a.log" 2>&1
-  echo "$a ended (rc $?) at $(( $(date +%s) - t0 )) s"
-  need=$(( $(date +%s) - s0 ))
-done
-echo "attacks done at $(( $(date +%s) - t0 )) s"
-
-# 3. the references' variants of ibau and ngf on the BadNets model, side by side, within what is left (each variant
-# is a finished forget run or none: a cut-off one leaves a .partial folder that the table skips)
-run=$(python3 - "$work/cache" <<'PY'
+# 2. every attack's process at once (each is bound by its own CPU thread launching kernels, so they share the GPU
+# well); the BadNets one then runs the references' variants of ibau and ngf on its model, side by side (each variant
+# is a finished forget run or none: a cut-off one leaves a .partial folder that the table skips and a rerun resumes)
+variants() {
+  local run m vs left args list v
+  run=$(python3 - "$work/cache" <<'PY'
 import json, sys
 from pathlib import Path
 for m in sorted(Path(sys.argv[1]).glob("*/meta.json")):
@@ -75,31 +70,35 @@ for m in sorted(Path(sys.argv[1]).glob("*/meta.json")):
         print(m.parent); break
 PY
 )
-if [ -n "$run" ] && [ -n "$variants_ibau$variants_ngf" ]; then
+  [ -n "$run" ] || return 0
   for spec in ibau:"$variants_ibau" ngf:"$variants_ngf"; do
     m=${spec%%:*}; vs=${spec#*:}
     [ -n "$vs" ] || continue
     left=$(( total - ($(date +%s) - t0) - 20 ))
-    [ "$left" -gt 30 ] || { echo "no time left for $m variants"; break; }
+    [ "$left" -gt 30 ] || { echo "no time left for $m variants"; return 0; }
     args=(); IFS=';' read -ra list <<<"$vs"; for v in "${list[@]}"; do args+=(--variant "$v"); done
     timeout "$left" python3 benchmarks/defence_variants.py "$run" --method "$m" --clean-size "${VARIANT_CLEAN:-2500}" \
       --out "$work/variants/$m" "${args[@]}" >"$work/logs/variants-$m.log" 2>&1
     echo "$m variants ended (rc $?) at $(( $(date +%s) - t0 )) s"; grep '^|' "$work/logs/variants-$m.log" || true
   done
-fi
-
-# 4. the other attacks, one after another, if the time left allows (each needs its own 100-epoch model)
-for a in $later; do
+}
+one_attack() {
+  local a=$1 left
   left=$(( total - ($(date +%s) - t0) - 20 ))
-  [ "$left" -gt "${need:-30}" ] || { echo "no time left for $a (${left} s left, the first attack took ${need:-?} s)"; break; }
+  [ "$left" -gt 30 ] || { echo "no time left for $a"; return 0; }
   # shellcheck disable=SC2086
   timeout "$left" python3 benchmarks/bench_backdoor.py --suite backdoor-cifar10 --out "$work/bb" --only-seeds 0 \
     --no-cost --set scenarios="$a" cache="$work/cache" $extra >"$work/logs/$a.log" 2>&1
   echo "$a ended (rc $?) at $(( $(date +%s) - t0 )) s"
-done
+  if [ "$a" = badnets ] && [ -n "$variants_ibau$variants_ngf" ]; then variants; fi
+}
+pids=()
+for a in $attacks; do one_attack "$a" & pids+=($!); done
+for p in "${pids[@]}"; do wait "$p"; done
+echo "attacks done at $(( $(date +%s) - t0 )) s"
 
-# 5. read every finished row back into one table (trains and runs nothing)
-scen=$(echo $attacks $later | tr ' ' ',')
+# 3. read every finished row back into one table (trains and runs nothing)
+scen=$(echo $attacks | tr ' ' ',')
 python3 benchmarks/bench_backdoor.py --suite backdoor-cifar10 --out "$work/bb" --seeds 1 --reuse-only --no-cost \
   --set scenarios="$scen" cache="$work/cache" $extra >"$work/logs/table.log" 2>&1
 cp "$work/bb/table.md" "$out/table.md" 2>/dev/null

@@ -108,3 +108,34 @@ def test_an_image_folder_with_symlink_loops_loads_each_real_image_once(tmp_path)
     assert b.classes == ["cat", "dog"]
     assert len(b.y_train) + len(b.y_test) == 12
     assert int((torch.cat([b.y_train, b.y_test]) == 0).sum()) == 6
+
+
+def test_a_cifar_copy_is_decoded_once_across_processes(tmp_path, monkeypatch):
+    """The decoded pixels are kept beside the copy; a later process reads them instead of the JPEGs, and a copy
+    whose folders changed is decoded again."""
+    from unlearnkit.data import decoded
+
+    copy = _cifar_copy(tmp_path / "data") / "cifar10"
+    first = decoded.cached_imagefolder(copy, 32)
+    assert list(copy.glob(".unlearnkit-decoded-32.safetensors"))
+    monkeypatch.setattr(decoded, "load_imagefolder", lambda *a: pytest.fail("decoded again"))
+    again = decoded.cached_imagefolder(copy, 32)
+    for k in ("x_train", "y_train", "x_test", "y_test"):
+        assert torch.equal(getattr(again, k), getattr(first, k))
+    assert (again.classes, again.mean, again.std, again.augment) == (first.classes, first.mean, first.std,
+                                                                      first.augment)
+    monkeypatch.undo()
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (9, 9, 9)).save(copy / "train" / "ship" / "added.png")  # one more image
+    grown = decoded.cached_imagefolder(copy, 32)
+    assert len(grown.y_train) == len(first.y_train) + 1
+
+
+def test_a_corrupt_decoded_cache_is_decoded_again(tmp_path):
+    from unlearnkit.data import decoded
+
+    copy = _cifar_copy(tmp_path / "data") / "cifar10"
+    first = decoded.cached_imagefolder(copy, 32)
+    (copy / ".unlearnkit-decoded-32.safetensors").write_bytes(b"not a cache")
+    assert torch.equal(decoded.cached_imagefolder(copy, 32).x_train, first.x_train)

@@ -39,7 +39,8 @@ ATTACKS: dict[str, dict[str, Any]] = {
     "l0-inv": {},
     "l2-inv": {},
 }
-DEFENCES = ("finetune", "fine-pruning", "nad", "anp")
+# in the order a time-limited run reaches them: the bars first, fine-pruning (no bar) last
+DEFENCES = ("finetune", "nad", "anp", "fine-pruning")
 # BackdoorBench's training recipe for its attacked models (config/attack/prototype/cifar10.yaml)
 BACKDOORBENCH_TRAIN: dict[str, Any] = {"epochs": 100, "batch_size": 128, "lr": 0.01}
 

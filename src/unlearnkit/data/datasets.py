@@ -167,9 +167,9 @@ def _load_cifar(name: str, root: Path, image_size: int | None) -> DataBundle:
 def _cifar_from_folders(name: str, copy: Path, image_size: int | None) -> DataBundle:
     """An image-folder copy of CIFAR, with CIFAR's own label order (CIFAR-10: its class names; otherwise the
     folders' sorted names), so that a run trained on the copy and one on the official files agree on labels."""
-    from .imagefolder import load_imagefolder
+    from .decoded import cached_imagefolder
 
-    folder = load_imagefolder(copy, image_size or 32)
+    folder = cached_imagefolder(copy, image_size or 32)
     classes = CIFAR10_CLASSES if name == "cifar10" else folder.classes
     if sorted(folder.classes) != sorted(classes):
         raise UserError(f"the folders under {copy / 'train'} are not CIFAR-10's classes ({', '.join(classes)}): "
