@@ -64,15 +64,16 @@ def test_ibau_removes_the_backdoor(backdoored, tmp_path):
 
 
 def test_guard_stops_a_destructive_defence_and_returns_a_healthy_model(backdoored, tmp_path):
-    """ibau at lr 1 (and no backing off) breaks the model in its first round: the guard stops there and returns
-    the input's state; unguarded, the same setting returns the broken model and the verdict says DAMAGED."""
-    settings = {"lr": 1.0, "rounds": 3, "backoffs": 0}
+    """ibau at lr 1 (and no backing off) breaks the model in its first round: near chance three rounds in a row,
+    the guard stops it there (not after all six) and returns the input's state; unguarded, the same setting
+    returns the broken model and the verdict says DAMAGED."""
+    settings = {"lr": 1.0, "rounds": 6, "backoffs": 0}
     out = forget(backdoored, "ibau", tmp_path / "guarded", backdoor=True, clean_size=140, settings=settings)
     m = json.loads((out / "metrics.json").read_text())
     guard = m["ibau"]["guard"]
     assert guard["stopped_early"] and guard["restored"] and guard["kept"] == "start" and guard["holdout"] == 14
-    assert [p["at"] for p in guard["curve"]] == ["start", "round 1", "final"]
-    assert guard["curve"][1]["clean_acc"] < guard["curve"][0]["clean_acc"] - 20
+    assert [p["at"] for p in guard["curve"]] == ["start", "round 1", "round 2", "round 3", "final"]
+    assert all(p["clean_acc"] <= 15 for p in guard["curve"][1:])  # 1.5x chance (10 classes)
     assert m["clean_acc"] >= m["original"]["clean_acc"] - 10 and m["verdict"]["status"] != "damaged"
     raw = forget(backdoored, "ibau", tmp_path / "raw", backdoor=True, clean_size=140, settings=settings, guard=False)
     r = json.loads((raw / "metrics.json").read_text())
@@ -188,3 +189,34 @@ def test_oracle_unlearning_script_stamps_the_runs_own_trigger(backdoored, head_o
     assert rows["0"] > 50 and rows["0.5"] < rows["0"] - 40, proc.stdout
     assert "final linear layer only" in proc.stdout if head_only else "every layer" in proc.stdout
     assert _files(backdoored) == before_files
+
+
+def test_guard_lets_a_defence_dip_and_recover_but_stops_a_collapse():
+    """Fine-tuning defences lose much held-out accuracy in their first epochs and win it back (issue 18, on a
+    GPU: `finetune` 87% -> 56% after 2 epochs): a dip, even 40 points deep, is no stop and the recovered final
+    state is kept; near chance at three checkpoints in a row is a stop."""
+    import torch
+
+    from unlearnkit.data.bundle import Part
+    from unlearnkit.methods._guard import Guard
+
+    n = 100
+    hold = Part(torch.zeros(n, 1, 2, 2, dtype=torch.uint8), torch.zeros(n, dtype=torch.long), torch.arange(n), "none")
+    model = torch.nn.Linear(1, 1)
+
+    def run(accuracies: list[int]) -> Guard:
+        guard = Guard(hold, torch.device("cpu"), num_classes=10)
+        seq = iter(accuracies)
+        guard._right = lambda _m: torch.arange(n) < next(seq)  # type: ignore[method-assign]
+        guard.begin(model)
+        for epoch in range(1, len(accuracies) - 1):
+            if not guard(model, f"epoch {epoch}"):
+                break
+        guard.settle(model)
+        return guard
+
+    dip = run([88, 70, 48, 60, 80, 87, 87])
+    assert dip.stopped is None and dip.kept_at == "final" and not dip.restored
+    collapse = run([88, 12, 9, 11, 60, 87, 87])
+    assert collapse.stopped and "3 checkpoints in a row" in collapse.stopped and collapse.restored
+    assert [p["at"] for p in collapse.curve] == ["start", "epoch 1", "epoch 2", "epoch 3", "final"]

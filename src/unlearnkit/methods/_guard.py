@@ -13,8 +13,11 @@ The declared rule (no trigger knowledge, no test data):
   when it is also beyond two standard errors of a paired comparison (McNemar: the images the state got
   wrong that the input got right, less the reverse), so the one or two images a small held-out slice turns
   over are not taken for damage;
-- *stop* the defence as soon as the accuracy falls more than `stop_drop` points below (by the same test), or
-  to within 1.5x of chance (collapse), instead of spending the rest of the budget on a broken model;
+- *stop* the defence only when the model has collapsed: held-out accuracy within 1.5x of chance at
+  `COLLAPSE_PATIENCE` checkpoints in a row. A dip is not a stop: fine-tuning defences at the references' learning
+  rate lose much of their accuracy in the first epochs and win it back as the rate decays (measured on a GPU,
+  issue 18: `finetune` on the CIFAR-10 BadNets PreAct-ResNet18 fell from 87.2% to 56.4% held-out in 2 epochs, and
+  `nad` to 46.4% in one; an earlier rule that stopped 20 points down returned both inputs unchanged);
 - at the end, if the final state is not one the rule keeps, the kept state is restored (the input model
   itself when no checkpoint qualified) and the reason is recorded.
 
@@ -38,7 +41,7 @@ from ..engine.train import predict_logits
 HOLDOUT_SHARE = 0.1
 MIN_CLEAN = 100  # smaller clean sets keep no holdout (10 images would measure accuracy in steps of 10 points)
 KEEP_DROP = 10.0  # points: the verdict calls a model this far down "damaged"
-STOP_DROP = 20.0
+COLLAPSE_PATIENCE = 3  # near-chance checkpoints in a row that stop a defence
 NEAR_CHANCE = 1.5  # accuracy within this factor of chance is collapse, as in the verdict
 
 
@@ -76,12 +79,13 @@ class Guard:
     device: torch.device
     num_classes: int
     keep_drop: float = KEEP_DROP
-    stop_drop: float = STOP_DROP
+    patience: int = COLLAPSE_PATIENCE
     start: float | None = None
     curve: list[dict[str, Any]] = field(default_factory=list)
     kept_at: str | None = None
     stopped: str | None = None
     restored: bool = False
+    collapsed: int = 0  # near-chance checkpoints in a row
     _kept: dict[str, Tensor] | None = field(default=None, repr=False)
     _start_right: Tensor | None = field(default=None, repr=False)
 
@@ -96,6 +100,7 @@ class Guard:
         self._start_right = self._right(model)
         self.start = 100.0 * float(self._start_right.float().mean())
         self.curve = [{"at": "start", "clean_acc": round(self.start, 2)}]
+        self.collapsed = 0
         self._kept, self.kept_at = _copy_state(model), "start"
 
     def drop(self, model: nn.Module) -> Drop:
@@ -122,9 +127,10 @@ class Guard:
         self.curve.append({"at": at, "clean_acc": round(d.acc, 2)})
         if self.healthy(d):
             self._kept, self.kept_at = _copy_state(model), at
-        if d.beyond(self.stop_drop) or d.acc <= NEAR_CHANCE * self.chance:
-            self.stopped = (f"held-out clean accuracy {d.acc:.1f}% at {at} is more than {self.stop_drop:g} points "
-                            f"below the input model's {self.start:.1f}% or near chance")
+        self.collapsed = self.collapsed + 1 if d.acc <= NEAR_CHANCE * self.chance else 0
+        if self.collapsed >= self.patience:
+            self.stopped = (f"held-out clean accuracy {d.acc:.1f}% at {at} has been near chance ({self.chance:.0f}%) "
+                            f"at {self.collapsed} checkpoints in a row")
             say(f"guard: {self.stopped}: stopping early")
             return False
         return True
@@ -145,8 +151,8 @@ class Guard:
 
     def report(self) -> dict[str, Any]:
         return {"rule": f"keep the latest checkpoint whose held-out clean accuracy is not {self.keep_drop:g} points "
-                        f"below the input model's (beyond two paired standard errors); stop beyond "
-                        f"{self.stop_drop:g} points or near chance",
+                        f"below the input model's (beyond two paired standard errors); stop when near chance at "
+                        f"{self.patience} checkpoints in a row",
                 "holdout": len(self.holdout), "curve": self.curve, "kept": self.kept_at,
                 "restored": self.restored, "stopped_early": self.stopped}
 
