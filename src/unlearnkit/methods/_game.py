@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -17,6 +18,7 @@ from torch import Tensor, nn
 
 from ..data.bundle import Part
 from ..engine.train import predict_logits
+from ..errors import UserError
 from ..metrics.accuracy import accuracy
 from ..metrics.discriminator import Discriminator, audit, score_summary, scores, sorted_probs
 from .base import EvalData, Unlearned
@@ -284,3 +286,18 @@ def fresh_audits(model: nn.Module, reference: nn.Module | None, data: EvalData, 
                    sorted_probs(p.test_logits[t_forgot]), data.seed)
         out["vs_reference"] = {"auc": vs["auc"], "gap_from_chance": round(abs(vs["auc"] - 0.5), 4)}
     return out
+
+
+def load_discriminator(path: Path, num_classes: int) -> Discriminator | None:
+    """The discriminator a run saved (None when it has none); a damaged file is a one-line `UserError`."""
+    if not path.is_file():
+        return None
+    from safetensors.torch import load_file
+
+    disc = Discriminator(num_classes)
+    try:
+        disc.load_state_dict(load_file(str(path)))
+    except Exception as err:  # noqa: BLE001 - any defect of the user's file: truncated, wrong keys or shapes
+        raise UserError(f"{path} is not this run's discriminator ({type(err).__name__}): restore it from the "
+                        f"run's original copy, or delete it to predict without discriminator scores") from err
+    return disc

@@ -67,6 +67,7 @@ from ._game import (
     described_evaluation,
     forget_mask,
     hold_out,
+    load_discriminator,
     profile,
     still_recognised,
 )
@@ -167,8 +168,6 @@ class Adversarial(Method):
         super().__init__(config)
         self.config.validate()
 
-    # ------------------------------------------------------------------ features
-
     def features(self, logits: Tensor, forget_mask: Tensor) -> Tensor:
         """What the discriminator reads of the generator's outputs (C numbers for C classes)."""
         if self.config.features == "logits":
@@ -190,8 +189,6 @@ class Adversarial(Method):
         if int((~forget_mask).sum()) >= 2:  # with one class left there is nothing else to spread belief over
             exclude[torch.arange(len(yr)), yr] = True
         return profile(orig_r, forget_mask, c.temperature, exclude)
-
-    # ------------------------------------------------------------------ unlearning
 
     def steps_for(self, task: UnlearnTask, n_retain: int, n_forget: int) -> int:
         """Number of G steps: `epochs` passes, or a `budget` share of retraining's sample passes (at least
@@ -379,30 +376,18 @@ class Adversarial(Method):
         opt_g.step()
         return float(d_loss.detach()), float(g_adv.detach())
 
-    # ------------------------------------------------------------------ the described evaluation, repaired
-
     def extra_metrics(self, result: Unlearned, reference: nn.Module | None, data: EvalData,
                       device: torch.device) -> dict:
         """Discriminator scores (of the game's own discriminator, an artifact of the result), misclassification,
         sample predictions; fresh discriminators vs the reference (`_game.described_evaluation`)."""
         return described_evaluation(self.features, result, reference, data, device)
 
-    # ------------------------------------------------------------------ predict
-
     def predict_extras(self, run_dir: Path, meta: dict, logits: Tensor) -> list[dict]:
         """The saved training discriminator's score of each image's outputs (high: looks 'real')."""
-        path = Path(run_dir) / "discriminator.safetensors"
-        if not path.is_file():
-            return []
-        from safetensors.torch import load_file
-
         c = int(meta["num_classes"])
-        disc = Discriminator(c)
-        try:
-            disc.load_state_dict(load_file(str(path)))
-        except Exception as err:  # noqa: BLE001 - any defect of the user's file: truncated, wrong keys or shapes
-            raise UserError(f"{path} is not this run's discriminator ({type(err).__name__}): restore it from the "
-                            f"run's original copy, or delete it to predict without discriminator scores") from err
+        disc = load_discriminator(Path(run_dir) / "discriminator.safetensors", c)
+        if disc is None:
+            return []
         fmask = forget_mask(c, list((meta.get("forget") or {}).get("classes", [])))
         return [{"discriminator_score": round(float(s), 4)} for s in scores(disc.eval(), self.features(logits, fmask))]
 
