@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import io
 import json
 import os
@@ -17,6 +18,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from .arguments import add_parallel_bench_args, build_parser, seed_list
 from .engine.distributed import is_main
@@ -25,6 +27,17 @@ from .settings import parse_pairs, parse_untyped
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 __all__ = ["COMMANDS", "add_parallel_bench_args", "build_parser", "command", "entry", "main", "seed_list"]
+
+
+def call_api(fn: Callable[..., Any], a: argparse.Namespace, **given: Any) -> Any:
+    """Call the Python API function `fn` with each of its parameters that the command's arguments name the same.
+
+    Why: a flag is then written twice, once in `arguments.py` and once in the API's signature, and never
+    forwarded by hand (issue 20: each was written three times, and a forwarding slip drops a flag silently).
+    `given` supplies what the command spells differently or parses first (`guard=not a.no_guard`); a test checks
+    that every option of every command reaches its function, one way or the other."""
+    names = inspect.signature(fn).parameters
+    return fn(**{**{k: getattr(a, k) for k in names if hasattr(a, k)}, **given})
 
 
 def command(name: str):
@@ -52,12 +65,8 @@ def _demo(a: argparse.Namespace) -> int:
 def _train(a: argparse.Namespace) -> int:
     from .pipeline import train
 
-    out = train(a.data, a.arch, a.out, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, optimizer=a.optimizer,
-                precision=a.precision, seed=a.seed, data_root=a.data_root, image_size=a.image_size,
-                val_fraction=a.val_fraction, arch_kwargs=parse_untyped(a.arch_kwargs, "--arch-kwargs"),
-                poison=a.poison, target=a.target, poison_ratio=a.poison_ratio, all_to_all=a.all_to_all,
-                poison_settings=parse_pairs(a.poison_set, "--poison-set", "size=3"),
-                overwrite=a.overwrite, resume=a.resume, tensorboard=a.tensorboard)
+    out = call_api(train, a, arch_kwargs=parse_untyped(a.arch_kwargs, "--arch-kwargs"),
+                   poison_settings=parse_pairs(a.poison_set, "--poison-set", "size=3"))
     if not is_main():  # under torchrun rank 0 wrote the run (maybe on another node): nothing to read back here
         return 0
     m = json.loads((out / "metrics.json").read_text())
@@ -72,11 +81,7 @@ def _forget(a: argparse.Namespace) -> int:
     from .metrics.verdict import format_verdict
     from .pipeline import forget
 
-    out = forget(a.run, a.method, a.out, forget_class=a.forget_class, forget_random=a.forget_random,
-                 forget_indices=a.forget_indices, backdoor=a.backdoor, clean_size=a.clean_size,
-                 settings=a.settings, reference=a.reference, retrain=a.retrain, seed=a.seed,
-                 data_root=a.data_root, overwrite=a.overwrite, resume=a.resume, tensorboard=a.tensorboard,
-                 guard=not a.no_guard)
+    out = call_api(forget, a, guard=not a.no_guard)
     if not is_main():
         return 0
     m = json.loads((out / "metrics.json").read_text())
@@ -91,11 +96,7 @@ def _forget(a: argparse.Namespace) -> int:
 def _import(a: argparse.Namespace) -> int:
     from .pipeline import import_checkpoint
 
-    out = import_checkpoint(a.checkpoint, a.arch, a.data, a.out,
-                            arch_kwargs=parse_untyped(a.arch_kwargs, "--arch-kwargs"), data_root=a.data_root,
-                            image_size=a.image_size, val_fraction=a.val_fraction, epochs=a.epochs,
-                            batch_size=a.batch_size, lr=a.lr, optimizer=a.optimizer, seed=a.seed,
-                            overwrite=a.overwrite)
+    out = call_api(import_checkpoint, a, arch_kwargs=parse_untyped(a.arch_kwargs, "--arch-kwargs"))
     m = json.loads((out / "metrics.json").read_text())
     print(f"{out}: imported {a.checkpoint}; test accuracy {m['test_acc']:.2f}%")
     return 0
@@ -107,7 +108,7 @@ def _evaluate(a: argparse.Namespace) -> int:
     from .metrics.verdict import format_verdict
     from .pipeline import evaluate
 
-    m = evaluate(a.run, a.reference, a.data_root)
+    m = call_api(evaluate, a)
     print(json.dumps(m, indent=2) if a.json else summary_table(m, "this run"))
     if m.get("verdict") and not a.json:
         print(format_verdict(m["verdict"]))
@@ -118,7 +119,7 @@ def _evaluate(a: argparse.Namespace) -> int:
 def _predict(a: argparse.Namespace) -> int:
     from .pipeline import predict
 
-    res = predict(a.run, a.images, a.top)
+    res = call_api(predict, a)
     if a.json:
         print(json.dumps(res, indent=2))
     for r in [] if a.json else res:
@@ -140,7 +141,7 @@ def _list(a: argparse.Namespace) -> int:
 def _report(a: argparse.Namespace) -> int:
     from .report import report
 
-    out = report(a.runs, a.out, data_root=a.data_root, overwrite=a.overwrite)
+    out = call_api(report, a)
     print(f"written: {out}")
     return 0
 
@@ -150,14 +151,11 @@ def _hyperforget(a: argparse.Namespace) -> int:
     from .metrics.table import summary_table
 
     if a.hyperforget_command == "train":
-        out = train_hypernet(a.run, a.out, variant=a.variant, settings=a.settings, seed=a.seed, resume=a.resume,
-                             data_root=a.data_root, overwrite=a.overwrite)
+        out = call_api(train_hypernet, a)
         print(summary(out))
         return 0
     if a.hyperforget_command == "sample":
-        out = sample(a.hypernet, a.forget_class, a.out, n=a.n, forget_loss=a.forget_loss, retain_loss=a.retain_loss,
-                     start=a.start, steps=a.steps, temperature=a.temperature, seed=a.seed, reference=a.reference,
-                     evaluate=a.evaluate, data_root=a.data_root, overwrite=a.overwrite)
+        out = call_api(sample, a)
         runs = [out] if a.n == 1 else [out / f"sample-{i}" for i in range(a.n)]
         for r in runs:
             if (r / "metrics.json").is_file():
@@ -173,8 +171,7 @@ def _hyperforget(a: argparse.Namespace) -> int:
 def _bench(a: argparse.Namespace) -> int:
     from .bench import run_suite
 
-    out = run_suite(a.suite, a.out, seeds=a.seeds, settings=parse_untyped(a.settings), overwrite=a.overwrite,
-                    only_seeds=a.only_seeds, reuse_only=a.reuse_only, machine=a.machine)
+    out = call_api(run_suite, a, name=a.suite, settings=parse_untyped(a.settings))
     print((out / "table.md").read_text())
     return 0
 
