@@ -85,14 +85,19 @@ variant() {  # variant METHOD "LABEL: settings"
     --out "$work/variants/$1-$label" --variant "$2" >"$work/logs/variant-$1-$label.log" 2>&1
   echo "$1 variant $label ended (rc $?) at $(( $(date +%s) - t0 )) s"
 }
-pids=()
+pids=() first=""
 for a in $attacks; do
-  if [ "$a" = badnets ]; then bench badnets finetune badnets-finetune & else bench "$a" "" "$a" & fi
+  if [ "$a" = badnets ]; then bench badnets finetune badnets-finetune & first=$!; else bench "$a" "" "$a" & fi
   pids+=($!)
 done
 run=""
-case " $attacks " in *" badnets "*)
-  while [ -z "$run" ] && [ "$(left_now)" -gt 30 ]; do run=$(badnets_model); [ -n "$run" ] || sleep 5; done ;; esac
+if [ -n "$first" ]; then  # wait for the BadNets model while its process lives (a crash ends the wait)
+  while [ -z "$run" ] && [ "$(left_now)" -gt 30 ]; do
+    run=$(badnets_model); [ -n "$run" ] && break
+    kill -0 "$first" 2>/dev/null || { echo "the BadNets process ended without a model: see logs/badnets-finetune.log"; break; }
+    sleep 5
+  done
+fi
 if [ -n "$run" ]; then
   echo "BadNets model ready at $(( $(date +%s) - t0 )) s: $run"
   for r in $rows; do bench badnets "$r" "badnets-$r" & pids+=($!); done
