@@ -29,6 +29,7 @@ from .methods import Guard, split_holdout
 from .methods.base import METHODS, EvalData, Method, Unlearned, UnlearnTask, config_dict, make_config
 from .metrics.verdict import verdict
 from .rundata import attack_metrics, load_run_data, new_model_fn, split_of
+from .runmeta import RunMeta
 
 
 @dataclass
@@ -84,7 +85,7 @@ def build_task(meta: dict, bundle: DataBundle, req: Request, needs: frozenset[st
             watcher = Guard(holdout, device, bundle.num_classes) if holdout is not None else None
     return UnlearnTask(scenario=req.scenario, num_classes=bundle.num_classes, device=device,
                        generator=seed_everything(seed), seed=seed, allowed=needs, forget_classes=s.forget_classes,
-                       train_config=TrainConfig.from_dict(meta.get("train", {})), new_model=new_model_fn(meta),
+                       train_config=TrainConfig.from_dict(RunMeta.of(meta).recipe), new_model=new_model_fn(meta),
                        parts={k: v for k, v in parts.items() if k in needs}, guard=watcher)
 
 
@@ -235,7 +236,7 @@ def forget(run: str | Path, method: str, out: str | Path, *, forget_class: str |
             meta["reference"] = "reference"
         elif ref_run is not None:
             ref_model = ref_run.build_model(device)
-            ref_metrics, p_ref = input_metrics(ref_run, ref_model, bundle, req, seed, ref_run.meta.get("seconds"))
+            ref_metrics, p_ref = input_metrics(ref_run, ref_model, bundle, req, seed, ref_run.meta.seconds)
             metrics = compare(metrics, ref_metrics, p, p_ref)
             meta["reference"] = str(Path(reference).resolve())
         metrics["original"] = {k: v for k, v in original.items() if k not in ("confusion_test",)}
@@ -317,8 +318,8 @@ def add_der(metrics: dict, before: dict) -> None:
 
 def parent_metrics(meta: dict) -> dict:
     """The metrics of the run a forget run started from (for DER), or {} when it is gone."""
-    parent = meta.get("parent")
-    if meta.get("kind") != "forget" or not parent or not Path(parent).is_dir():
+    parent = RunMeta.of(meta).parent
+    if not parent or not Path(parent).is_dir():
         return {}
     try:
         return load_run(parent).metrics
@@ -327,9 +328,11 @@ def parent_metrics(meta: dict) -> dict:
 
 
 def forget_meta(src: Run, req: Request, method: str, config: dict, seed: int, seconds: float,
-                 clean_size: int | None) -> dict:
-    meta = {k: v for k, v in src.meta.items() if k not in ("seconds", "reference", "versions")}
-    meta.update({"kind": "forget", "parent": str(src.path.resolve()), "parent_seconds": src.meta.get("seconds"),
+                 clean_size: int | None) -> RunMeta:
+    """The meta.json of a forget run: its parent's, with what this run did (the parent's timing, reference and
+    versions are the parent's own, so they are dropped)."""
+    meta = RunMeta({k: v for k, v in src.meta.items() if k not in ("seconds", "reference", "versions")})
+    meta.update({"kind": "forget", "parent": str(src.path.resolve()), "parent_seconds": src.meta.seconds,
                  "scenario": req.scenario, "forget": req.spec.to_dict() if req.spec else None,
                  "method": {"name": method, "config": config}, "seed": seed, "seconds": round(seconds, 3),
                  "versions": versions()})
@@ -352,12 +355,12 @@ def write_plain_run(d: Path, model: nn.Module, meta: dict, metrics: dict) -> Non
 
 def check_reference(reference: str | Path, src: Run, req: Request) -> Run:
     ref = load_run(reference)
-    if ref.meta["data"]["spec"] != src.meta["data"]["spec"] or ref.meta["num_classes"] != src.meta["num_classes"]:
-        raise UserError(f"reference {reference} was trained on other data ({ref.meta['data']['spec']}): pass a "
-                        f"reference retrained on {src.meta['data']['spec']}")
+    if ref.meta.data.spec != src.meta.data.spec or ref.meta.num_classes != src.meta.num_classes:
+        raise UserError(f"reference {reference} was trained on other data ({ref.meta.data.spec}): pass a "
+                        f"reference retrained on {src.meta.data.spec}")
     ref_forget = ref.meta.get("forget")
     mine = req.spec.to_dict() if req.spec else None
-    if ref.meta.get("kind") == "forget" and ref_forget != mine:
+    if ref.meta.is_forget and ref_forget != mine:
         raise UserError(f"reference {reference} forgot {ref_forget}, not {mine}: pass a reference retrained "
                         f"without the same forget set, or use --retrain")
     return ref

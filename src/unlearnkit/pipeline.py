@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from .data import ForgetSpec, load_dataset
+from .data import load_dataset
 from .engine.checkpoint import checkpointing
 from .engine.device import PRECISIONS, get_device
 from .engine.evaluate import compare, evaluate_model
@@ -25,15 +25,8 @@ from .errors import UserError
 from .forgetting import Request, add_der, check_reference, forget, input_metrics, parent_metrics
 from .methods.base import METHODS, make_config
 from .metrics.verdict import verdict
-from .rundata import (
-    DEFAULT_VAL_FRACTION,
-    attack_metrics,
-    check_input_shape,
-    data_spec,
-    load_run_data,
-    new_model_fn,
-    split_of,
-)
+from .rundata import attack_metrics, check_input_shape, load_run_data, new_model_fn, split_of
+from .runmeta import DEFAULT_VAL_FRACTION, RunMeta, data_ref
 
 __all__ = ["evaluate", "forget", "import_checkpoint", "predict", "train", "weak_model_warnings"]
 
@@ -59,21 +52,21 @@ def train(data: str = "digits", arch: str = "cnn-small", out: str | Path = "runs
     writer = RunWriter(out, overwrite, tensorboard=tensorboard)
     cfg = _recipe(epochs, batch_size, lr, optimizer, val_fraction, precision)
     bundle = load_dataset(data, data_root, image_size)
-    meta: dict[str, Any] = {
+    meta = RunMeta({
         "kind": "train",
         "arch": {"name": arch, "kwargs": dict(arch_kwargs or {})},
         "num_classes": bundle.num_classes, "classes": bundle.classes, "input_shape": list(bundle.input_shape),
         "normalization": {"mean": list(bundle.mean), "std": list(bundle.std)},
-        "data": data_spec(bundle.spec, data_root, image_size, val_fraction),
+        "data": data_ref(bundle.spec, data_root, image_size, val_fraction),
         "train": cfg.to_dict(), "seed": seed,
-    }
+    })
     if poison is not None:
         from .attacks import make_poison_spec, poison_bundle
 
         meta["poison"] = make_poison_spec(poison, bundle, target=target, ratio=poison_ratio,
                                           all_to_all=all_to_all, seed=seed, settings=poison_settings or {},
-                                          val_fraction=val_fraction, split_seed=meta["data"]["split_seed"])
-        bundle = poison_bundle(bundle, meta["poison"])
+                                          val_fraction=val_fraction, split_seed=meta.data.split_seed)
+        bundle = poison_bundle(bundle, meta.poison)
     split = split_of(meta, bundle, None)
     device = get_device()
     with writer, checkpointing(writer.out, {"command": "train", **meta}, resume, overwrite) as ck:
@@ -86,7 +79,7 @@ def train(data: str = "digits", arch: str = "cnn-small", out: str | Path = "runs
         meta["seconds"] = round(time.perf_counter() - t0 + sc.carried_seconds, 3)
         metrics, _ = evaluate_model(model, bundle, split, None, device, seed)
         metrics = {**attack_metrics(model, bundle, meta, device), **metrics}
-        metrics["seconds"] = meta["seconds"]
+        metrics["seconds"] = meta.seconds
         metrics["train_loss"] = [round(v, 5) for v in history]
         warnings = weak_model_warnings(metrics, len(bundle.classes))
         for w in warnings:
@@ -156,13 +149,13 @@ def import_checkpoint(checkpoint: str | Path, arch: str, data: str = "digits", o
     cfg = _recipe(epochs, batch_size, lr, optimizer, val_fraction)
     state = read_state_dict(checkpoint)
     bundle = load_dataset(data, data_root, image_size)
-    meta: dict[str, Any] = {
+    meta = RunMeta({
         "kind": "import", "arch": {"name": arch, "kwargs": dict(arch_kwargs or {})},
         "num_classes": bundle.num_classes, "classes": bundle.classes, "input_shape": list(bundle.input_shape),
         "normalization": {"mean": list(bundle.mean), "std": list(bundle.std)},
-        "data": data_spec(bundle.spec, data_root, image_size, val_fraction), "train": cfg.to_dict(), "seed": seed,
+        "data": data_ref(bundle.spec, data_root, image_size, val_fraction), "train": cfg.to_dict(), "seed": seed,
         "source": {"checkpoint": str(Path(checkpoint).resolve()), "sha256": file_digest(checkpoint)},
-    }
+    })
     device = get_device()
     model = new_model_fn(meta)()
     check_input_shape(model, meta, torch.device("cpu"))
@@ -188,19 +181,18 @@ def evaluate(run: str | Path, reference: str | Path | None = None, data_root: st
     """Recompute the metrics of a run (against a reference run, if given), with a verdict. Writes nothing."""
     src = load_run(run)
     bundle = load_run_data(src.meta, data_root)
-    spec = ForgetSpec.from_dict(src.meta["forget"]) if src.meta.get("forget") else None
-    scenario = src.meta.get("scenario") if src.meta.get("kind") == "forget" else None
+    spec, scenario = src.meta.forget_spec, src.meta.scenario
     req = Request(scenario or "none", spec, split_of(src.meta, bundle, spec))
     device = get_device()
-    seed = int(src.meta.get("seed", 0))
-    metrics, p = input_metrics(src, src.build_model(device), bundle, req, seed, src.meta.get("seconds"))
+    seed = src.meta.seed
+    metrics, p = input_metrics(src, src.build_model(device), bundle, req, seed, src.meta.seconds)
     if scenario == "backdoor":
         add_der(metrics, parent_metrics(src.meta))
-    if reference is None and src.meta.get("reference") == "reference" and (src.path / "reference").is_dir():
+    if reference is None and src.meta.reference == "reference" and (src.path / "reference").is_dir():
         reference = src.path / "reference"
     if reference is not None:
         ref = check_reference(reference, src, req)
-        ref_metrics, p_ref = input_metrics(ref, ref.build_model(device), bundle, req, seed, ref.meta.get("seconds"))
+        ref_metrics, p_ref = input_metrics(ref, ref.build_model(device), bundle, req, seed, ref.meta.seconds)
         metrics = compare(metrics, ref_metrics, p, p_ref)
     if isinstance(src.metrics.get("original"), dict):
         metrics["original"] = src.metrics["original"]  # the model before unlearning is not in this run
@@ -220,15 +212,15 @@ def predict(run: str | Path, images: list[str | Path], top: int = 5) -> list[dic
     from .data.transforms import to_float
 
     src = load_run(run)
-    c, h, _ = src.meta["input_shape"]
+    c, h, _ = src.meta.input_shape
     if top < 1:
         raise UserError(f"--top {top} must be at least 1")
-    k = min(top, int(src.meta["num_classes"]))
+    k, classes = min(top, src.meta.num_classes), src.meta.classes
     device = get_device()
     model = src.build_model(device)
     logits = []
     for path in images:
-        x = read_image(Path(path), int(h))
+        x = read_image(Path(path), h)
         x = x.float().mean(0, keepdim=True).round().to(torch.uint8) if c == 1 else x
         with torch.no_grad():
             lg = model(to_float(x[None].to(device)))[0].float().cpu()
@@ -240,7 +232,7 @@ def predict(run: str | Path, images: list[str | Path], top: int = 5) -> list[dic
     out = []
     for n, (path, lg) in enumerate(zip(images, logits, strict=True)):
         p, i = torch.softmax(lg, 0).topk(k)
-        out.append({"image": str(path), "top": [{"class": src.meta["classes"][j], "index": int(j),
+        out.append({"image": str(path), "top": [{"class": classes[j], "index": int(j),
                                                 "prob": round(float(q), 6)} for q, j in zip(p, i, strict=True)]})
         if n < len(extras) and extras[n]:
             out[-1]["extra"] = extras[n]
@@ -249,8 +241,8 @@ def predict(run: str | Path, images: list[str | Path], top: int = 5) -> list[dic
 
 def _predict_extras(src: Run, logits: torch.Tensor) -> list[dict]:
     """A forget run's method may add per-image numbers (e.g. the adversarial method's discriminator score)."""
-    name = (src.meta.get("method") or {}).get("name")
-    if src.meta.get("kind") != "forget" or not name or name not in METHODS:
+    name = src.meta.method_name
+    if not name or name not in METHODS:
         return []
     cls = METHODS.get(name)
-    return cls(make_config(cls, src.meta["method"].get("config") or {})).predict_extras(src.path, src.meta, logits)
+    return cls(make_config(cls, src.meta.method_config)).predict_extras(src.path, src.meta, logits)

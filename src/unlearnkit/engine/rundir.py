@@ -23,6 +23,7 @@ from torch import nn
 
 from .._version import __version__
 from ..errors import UserError
+from ..runmeta import RunMeta
 from . import runlog
 from .distributed import barrier, is_main
 
@@ -47,7 +48,7 @@ class Run:
     """A finished run directory, read back."""
 
     path: Path
-    meta: dict
+    meta: RunMeta  # meta.json, typed (a dict)
     metrics: dict = field(default_factory=dict)
 
     def build_model(self, device: torch.device | str = "cpu") -> nn.Module:
@@ -57,10 +58,8 @@ class Run:
 
         from ..models import build_model
 
-        m = self.meta
-        model = build_model(m["arch"]["name"], int(m["num_classes"]), tuple(m["input_shape"]),
-                            tuple(m["normalization"]["mean"]), tuple(m["normalization"]["std"]),
-                            **m["arch"].get("kwargs", {}))
+        m = RunMeta.of(self.meta)
+        model = build_model(m.arch_name, m.num_classes, m.input_shape, m.mean, m.std, **m.arch_kwargs)
         try:
             state = load_file(str(self.path / MODEL_FILE))
         except (SafetensorError, OSError, ValueError) as err:
@@ -120,7 +119,7 @@ def load_run(path: str | Path) -> Run:
             metrics = {}
     if not isinstance(metrics, dict) or _metrics_problem(metrics):
         metrics = {}  # derived numbers: a hand-edited or corrupt file is ignored, as an unreadable one is
-    return Run(p, meta, metrics)
+    return Run(p, RunMeta(meta), metrics)
 
 
 NUMERIC_METRICS = ("test_acc", "retain_acc", "forget_acc", "forget_test_acc", "mia_efficacy", "mia_loss_auc",

@@ -48,13 +48,13 @@ def parent_of(hf: HyperForget, hypernet: str | Path) -> Run:
 
 
 def request_class(hf: HyperForget, src: Run, forget_class: str) -> int:
-    classes = parse_classes(str(forget_class), src.meta["classes"])
+    classes = parse_classes(str(forget_class), src.meta.classes)
     if len(classes) != 1:
         raise UserError(f"--forget-class {forget_class} names {len(classes)} classes: a hypernetwork answers "
                         f"one class per request")
     c = classes[0]
     if c not in hf.meta["classes"]:
-        trained = ", ".join(src.meta["classes"][k] for k in hf.meta["classes"])
+        trained = ", ".join(src.meta.classes[k] for k in hf.meta["classes"])
         raise UserError(f"the hypernetwork was not trained to forget class {src.meta['classes'][c]!r}: choose "
                         f"one of {trained}, or train it with --set classes=...")
     return c
@@ -182,7 +182,7 @@ def _evaluate(src: Run, heads: torch.Tensor, c: int, seed: int, seconds: float, 
     ref = None
     if reference is not None:
         ref_run = check_reference(reference, src, req)
-        ref = metrics_for(ref_run.build_model(device), bundle, req, src.meta, seed, ref_run.meta.get("seconds"))
+        ref = metrics_for(ref_run.build_model(device), bundle, req, src.meta, seed, ref_run.meta.seconds)
     p0 = feature_predictions(get_head(model), f, bundle, req.split)
     original = evaluate_predictions(p0, bundle, req.split, "class", seed)
     out = []

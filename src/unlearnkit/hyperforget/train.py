@@ -281,7 +281,7 @@ def train_hypernet(run: str | Path, out: str | Path, *, variant: str = "dihyfo-1
     check_variant(variant)
     cfg = build_settings(HyperForgetConfig, settings, "hyperforget train")
     src = load_run(run)
-    classes = class_list(cfg.classes, src.meta["classes"])
+    classes = class_list(cfg.classes, src.meta.classes)
     writer = RunWriter(out, overwrite, inputs=(run,))
     from ..forgetting import run_digest
 

@@ -59,6 +59,7 @@ from ..engine.progress import progress, say
 from ..errors import NumericalError, UserError
 from ..metrics.discriminator import Discriminator, scores
 from ..models.registry import last_linear
+from ..runmeta import RunMeta
 from ._game import (
     ATTEMPTS,
     Attempt,
@@ -384,11 +385,12 @@ class Adversarial(Method):
 
     def predict_extras(self, run_dir: Path, meta: dict, logits: Tensor) -> list[dict]:
         """The saved training discriminator's score of each image's outputs (high: looks 'real')."""
-        c = int(meta["num_classes"])
-        disc = load_discriminator(Path(run_dir) / "discriminator.safetensors", c)
+        m = RunMeta.of(meta)
+        disc = load_discriminator(Path(run_dir) / "discriminator.safetensors", m.num_classes)
         if disc is None:
             return []
-        fmask = forget_mask(c, list((meta.get("forget") or {}).get("classes", [])))
+        spec = m.forget_spec
+        fmask = forget_mask(m.num_classes, list(spec.classes) if spec is not None else [])
         return [{"discriminator_score": round(float(s), 4)} for s in scores(disc.eval(), self.features(logits, fmask))]
 
 

@@ -12,13 +12,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..data import ForgetSpec
 from ..data.bundle import DataBundle, Part
 from ..engine.device import get_device
 from ..engine.rundir import Run
 from ..engine.runlog import curves, flat_scalars
 from ..engine.train import predict_logits
 from ..metrics.mia import true_label_confidence
+from ..runmeta import RunMeta
 from . import plots
 from .format import e, figure, img
 
@@ -29,16 +29,17 @@ SAMPLES = 8
 # --------------------------------------------------------------------------- figures from metrics.json
 
 def per_class(meta: dict, m: dict) -> str:
-    series = {}
-    for name, d in (("before", m.get("original", {})), ("after" if meta.get("kind") == "forget" else "this model",
+    meta, series = RunMeta.of(meta), {}
+    for name, d in (("before", m.get("original", {})), ("after" if meta.is_forget else "this model",
                                                          m), ("retrained", m.get("reference", {}))):
         v = d.get("per_class_acc", {}).get("test")
         if v:
             series[name] = v
     if not series:
         return ""
-    forgot = (meta.get("forget") or {}).get("classes", []) if meta.get("scenario") == "class" else []
-    uri = plots.per_class_accuracy(meta["classes"], series, forgot)
+    spec = meta.forget_spec
+    forgot = list(spec.classes) if spec is not None and meta.scenario == "class" else []
+    uri = plots.per_class_accuracy(meta.classes, series, forgot)
     note = " Forgotten classes are shaded: a good method brings them to the retrained model's level." if forgot \
         else ""
     return figure("Per-class test accuracy", uri, "Test accuracy of each class." + note, wide=True)
@@ -46,7 +47,7 @@ def per_class(meta: dict, m: dict) -> str:
 
 def curves_section(run: Run) -> str:
     named = dict(curves(run.metrics))
-    parent = run.meta.get("parent")
+    parent = run.meta.parent
     if parent and (Path(parent) / "metrics.json").is_file():
         try:
             pm = json.loads((Path(parent) / "metrics.json").read_text())
@@ -61,17 +62,17 @@ def curves_section(run: Run) -> str:
 
 
 def confusions(meta: dict, m: dict, related: dict[str, Run]) -> str:
-    mats = {}
+    meta, mats = RunMeta.of(meta), {}
     before = related.get("before")
     if before is not None and "confusion_test" in before.metrics:
         mats["before"] = before.metrics["confusion_test"]
     if "confusion_test" in m:
-        mats["after" if meta.get("kind") == "forget" else "this model"] = m["confusion_test"]
+        mats["after" if meta.is_forget else "this model"] = m["confusion_test"]
     if "confusion_test" in m.get("reference", {}):
         mats["retrained"] = m["reference"]["confusion_test"]
     if not mats:
         return ""
-    return figure("Confusion matrices (test set)", plots.confusion_matrices(mats, meta["classes"]),
+    return figure("Confusion matrices (test set)", plots.confusion_matrices(mats, meta.classes),
                    "Rows: true class, columns: predicted class, shaded by the share of the row; numbers are counts.",
                    wide=True)
 
@@ -86,16 +87,15 @@ class Evidence:
 
         self.meta = run.meta
         self.bundle: DataBundle = load_run_data(run.meta, data_root)
-        spec = ForgetSpec.from_dict(run.meta["forget"]) if run.meta.get("forget") else None
-        self.split = split_of(run.meta, self.bundle, spec)
+        self.split = split_of(run.meta, self.bundle, run.meta.forget_spec)
         self.device = get_device()
         self.models: dict[str, nn.Module] = {}
         if "before" in related:
             self.models["before"] = related["before"].build_model(self.device)
-        self.models["after" if run.meta.get("kind") == "forget" else "this model"] = run.build_model(self.device)
+        self.models["after" if run.meta.is_forget else "this model"] = run.build_model(self.device)
         if "retrained" in related:
             self.models["retrained"] = related["retrained"].build_model(self.device)
-        self.gen = torch.Generator().manual_seed(int(run.meta.get("seed", 0)))
+        self.gen = torch.Generator().manual_seed(run.meta.seed)
 
     def pick(self, idx: Tensor, k: int) -> Tensor:
         if len(idx) <= k:
@@ -108,7 +108,7 @@ class Evidence:
 
     @property
     def scenario(self) -> str | None:
-        return self.meta.get("scenario") if self.meta.get("kind") == "forget" else None
+        return self.meta.scenario
 
 
 def membership(ev: Evidence) -> str:
@@ -164,7 +164,7 @@ def _prediction_list(logits: Tensor, classes: list[str], truth: int) -> str:
 
 
 def _sample_cards(ev: Evidence, part: Part, images: np.ndarray, titles: list[str]) -> str:
-    classes = ev.meta["classes"]
+    classes = ev.meta.classes
     main = "after" if "after" in ev.models else "this model"
     logits = {n: predict_logits(mod, part, ev.device) for n, mod in ev.models.items()}
     cards = []
@@ -195,7 +195,7 @@ def samples(ev: Evidence) -> str:
 
 def triggered(ev: Evidence) -> str:
     """Clean test images and their triggered versions, with predictions (runs with a planted backdoor)."""
-    poison = ev.meta.get("poison")
+    poison = ev.meta.poison
     trigger = trigger_fn(poison, ev.device) if poison else None
     if trigger is None:
         return ""
@@ -208,7 +208,7 @@ def triggered(ev: Evidence) -> str:
     trig = Part(trigger(part.x), part.y, part.idx, "none")
     clean = _sample_cards(ev, part, part.x.numpy(), [f"clean #{int(i)}" for i in part.idx])
     triggered = _sample_cards(ev, trig, trig.x.numpy(), [f"triggered #{int(i)}" for i in part.idx])
-    goal = "y → y+1" if all_to_all else f"target “{ev.meta['classes'][int(target)]}”" if target is not None else ""
+    goal = "y → y+1" if all_to_all else f"target “{ev.meta.classes[int(target)]}”" if target is not None else ""
     return (f'<div class="panel wide"><h3>Triggered examples: {e(str(poison.get("attack", "?")))} attack, '
             f"{e(goal)}</h3><div class='samples'>{clean}</div><div class='samples'>{triggered}</div>"
             f"<p class='caption'>Top row: clean test images; bottom row: the same images with the trigger. A model "
@@ -223,7 +223,7 @@ def diagnostics(meta: dict, m: dict) -> str:
     discriminator score that the described system took as its success indicator: it scored a run that changed
     nothing best (mean 0.477) and the only good run worst (0.500).
     """
-    name = (meta.get("method") or {}).get("name")
+    name = RunMeta.of(meta).method_name
     figures = m.get(name) if name else None
     if not isinstance(figures, dict):
         return ""

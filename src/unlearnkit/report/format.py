@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import html
 
+from ..runmeta import RunMeta
+
 e = html.escape
 
 
@@ -33,12 +35,14 @@ def figure(title: str, uri: str, caption: str, wide: bool = False) -> str:
 
 
 def method_name(meta: dict) -> str:
-    return (meta.get("method") or {}).get("name", "") if meta.get("kind") == "forget" else "train"
+    m = RunMeta.of(meta)
+    return (m.method_name or "") if m.is_forget else "train"
 
 
 def forget_what(meta: dict) -> str:
-    f, classes = meta.get("forget") or {}, meta.get("classes", [])
-    if meta.get("scenario") == "backdoor":
+    m = RunMeta.of(meta)
+    f, classes = m.get("forget") or {}, m.classes
+    if m.scenario == "backdoor":
         return "the backdoor"
     if f.get("kind") == "class":
         names = [str(classes[c]) if c < len(classes) else str(c) for c in f.get("classes", [])]

@@ -24,6 +24,7 @@ from ..engine.progress import say
 from ..engine.rundir import LOG_FILE, Run, load_run
 from ..errors import UserError
 from ..metrics import registry as metric_registry
+from ..runmeta import RunMeta
 from . import plots
 from .figures import (
     Evidence,
@@ -113,10 +114,11 @@ set: the gold standard a good unlearning method is indistinguishable from. Gap =
 
 def _task(meta: dict) -> str:
     """What a run was asked to do, as a heading: runs compare (and rank) only against runs with the same task."""
-    data = meta.get("data", {}).get("spec", "?")
-    if meta.get("kind") != "forget":
+    meta = RunMeta.of(meta)
+    data = meta.data.spec
+    if not meta.is_forget:
         return f"trained models on {data}"
-    return f"{meta.get('scenario') or 'forget'} on {data}: forget {forget_what(meta)}"
+    return f"{meta.scenario or 'forget'} on {data}: forget {forget_what(meta)}"
 
 
 def _comparison(labels: list[str], runs: list[Run]) -> str:
@@ -179,8 +181,8 @@ def _speed_class(sp) -> str:
 def _run_section(index: int, label: str, run: Run, data_root: str | Path | None) -> str:
     m, meta = run.metrics, run.meta
     related = _related(run)
-    badges = [meta.get("kind", "run"), method_name(meta) if meta.get("kind") == "forget" else "",
-              meta.get("scenario") or "", meta["data"]["spec"], meta["arch"]["name"]]
+    badges = [meta.kind, method_name(meta) if meta.is_forget else "", meta.scenario or "", meta.data.spec,
+              meta.arch_name]
     parts = [f'<section class="run card" id="run-{index}"><h2>{e(label)} '
              + "".join(f'<span class="badge">{e(b)}</span>' for b in badges if b) + "</h2>",
              _verdict_box(index, m), f'<p class="lede">{_verdict(meta, m)}</p>', _cards(m)]
@@ -209,8 +211,8 @@ def _related(run: Run) -> dict[str, Run]:
     """The run's parent ("before") and retrained reference, when their directories still exist."""
     out: dict[str, Run] = {}
     meta = run.meta
-    ref = meta.get("reference")
-    candidates = {"before": meta.get("parent"), "retrained": run.path / "reference" if ref == "reference" else ref}
+    ref = meta.reference
+    candidates = {"before": meta.parent, "retrained": run.path / "reference" if ref == "reference" else ref}
     for name, p in candidates.items():
         if p and Path(p).is_dir():
             try:
@@ -237,9 +239,10 @@ def _verdict_box(index: int, m: dict) -> str:
 
 def _verdict(meta: dict, m: dict) -> str:
     """One sentence saying what happened, from the numbers."""
-    if meta.get("kind") != "forget":
-        epochs = (meta.get("train") or {}).get("epochs")
-        s = (f"Trained <b>{e(meta['arch']['name'])}</b> on <b>{e(meta['data']['spec'])}</b> for {epochs} epochs in "
+    meta = RunMeta.of(meta)
+    if not meta.is_forget:
+        epochs = meta.recipe.get("epochs")
+        s = (f"Trained <b>{e(meta.arch_name)}</b> on <b>{e(meta.data.spec)}</b> for {epochs} epochs in "
              f"{num(m.get('seconds'), 1)} s: test accuracy <b>{num(m.get('test_acc'))}%</b>.")
         if "asr" in m:
             s += (f" Planted backdoor: attack success rate <b>{num(m['asr'])}%</b>, clean accuracy "
@@ -254,9 +257,9 @@ def _verdict(meta: dict, m: dict) -> str:
         s = f"{what} {num(o.get(key))}% → <b>{num(m[key])}%</b>"
         return s + (f" (retrained: {num(r[key])}%)" if key in r else "")
 
-    if meta.get("scenario") == "backdoor":
+    if meta.scenario == "backdoor":
         body = [move("asr", "attack success rate"), move("clean_acc", "clean accuracy")]
-    elif meta.get("scenario") == "class":
+    elif meta.scenario == "class":
         body = [move("forget_test_acc", "test accuracy on the forgotten class"), move("test_acc",
                                                                                      "on the other classes")]
     else:
@@ -328,7 +331,7 @@ def _interval(d: dict, k: str) -> str:
 
 def _metrics_table(m: dict, meta: dict) -> str:
     o, r, g = m.get("original", {}), m.get("reference", {}), m.get("gap", {})
-    cols = [("before", o), ("after" if meta.get("kind") == "forget" else "this model", m), ("retrained", r)]
+    cols = [("before", o), ("after" if RunMeta.of(meta).is_forget else "this model", m), ("retrained", r)]
     cols = [(n, d) for n, d in cols if d]
     rows = []
     for k, label, hint in _table_metrics():
