@@ -242,7 +242,7 @@ def predict(run: str | Path, images: list[str | Path], top: int = 5) -> list[dic
 def _predict_extras(src: Run, logits: torch.Tensor) -> list[dict]:
     """A forget run's method may add per-image numbers (e.g. the adversarial method's discriminator score)."""
     name = src.meta.method_name
-    if not name or name not in METHODS:
+    if not src.meta.is_forget or not name or name not in METHODS:
         return []
     cls = METHODS.get(name)
     return cls(make_config(cls, src.meta.method_config)).predict_extras(src.path, src.meta, logits)

@@ -124,7 +124,8 @@ class RunMeta(dict):
 
     @property
     def method_name(self) -> str | None:
-        return (self.get("method") or {}).get("name") if self.is_forget else None
+        """The method a forget run used (only forget runs name one)."""
+        return (self.get("method") or {}).get("name")
 
     @property
     def method_config(self) -> dict[str, Any]:
