@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
-# Issue 18's GPU check for a lent H100: the reference setting of BackdoorBench's leaderboard (CIFAR-10 JPEG copy,
+# Issue 18's GPU check for a lent GPU: the reference setting of BackdoorBench's leaderboard (CIFAR-10 JPEG copy,
 # preact-resnet18, 100 epochs, 10% poisoning, 2,500 clean images), every defence.
 #
 # Here, once:   mkdir -p .data && cp ../shared/data/cifar10-jpeg.tar.gz .data/     (.data/ is git-ignored)
-#               echo /.gpuwork/ >> .git/info/exclude
-# Device tool:  run(command="WORK=$PWD/.gpuwork bash benchmarks/gpu_backdoor_cifar10.sh", carry=[".data"],
-#                   timeout_s=600)
+# Device tool:  run(command="TOTAL=570 bash benchmarks/gpu_backdoor_cifar10.sh 2>&1 | tee $OUT/console.log",
+#                   carry=[".data"], timeout_s=600)      (one call; then give the machine back)
 # Measured on a lent H200 (2026-11-27, BENCHMARKS.md): unpacking and decoding the JPEG copy take 34 s (then the
 # decoded pixels are kept beside the copy: 4 s per later process); an epoch takes 3.3-3.9 s, bound by the CPU
 # launching kernels rather than by the GPU, so three attacks' 100-epoch models trained side by side in 395 s, no
