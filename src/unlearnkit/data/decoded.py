@@ -13,13 +13,14 @@ back is skipped: it only saves time.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-from ..engine.atomic import write_atomic
+from ..engine.checkpoint import CorruptCheckpoint, load_state, save_state
 from .bundle import DataBundle
 from .imagefolder import load_imagefolder
+
+FIELDS = ("spec", "x_train", "y_train", "x_test", "y_test", "classes", "mean", "std", "augment")
 
 
 def fingerprint(copy: Path) -> list[list[object]]:
@@ -39,30 +40,18 @@ def _cache_path(copy: Path, size: int) -> Path:
 
 
 def _read(path: Path, expect: list[list[object]]) -> DataBundle | None:
-    from safetensors import safe_open
-
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata()
-            if json.loads(meta["fingerprint"]) != expect:
-                return None
-            t = {k: f.get_tensor(k) for k in ("x_train", "y_train", "x_test", "y_test")}
-        info = json.loads(meta["bundle"])
-    except Exception:  # noqa: BLE001 - any defect of a cache file means: decode again
+        state = load_state(path)  # safetensors + JSON, as the resume checkpoints are stored
+    except CorruptCheckpoint:
+        return None  # any defect of a cache file means: decode again
+    if state.get("fingerprint") != expect:
         return None
-    return DataBundle(info["spec"], t["x_train"], t["y_train"], t["x_test"], t["y_test"], info["classes"],
-                      tuple(info["mean"]), tuple(info["std"]), info["augment"])
+    return DataBundle(*(state[k] for k in FIELDS))
 
 
 def _write(path: Path, bundle: DataBundle, expect: list[list[object]]) -> None:
-    from safetensors.torch import save
-
-    info = {"spec": bundle.spec, "classes": bundle.classes, "mean": list(bundle.mean), "std": list(bundle.std),
-            "augment": bundle.augment}
-    tensors = {"x_train": bundle.x_train.contiguous(), "y_train": bundle.y_train.contiguous(),
-               "x_test": bundle.x_test.contiguous(), "y_test": bundle.y_test.contiguous()}
     try:
-        write_atomic(path, save(tensors, metadata={"fingerprint": json.dumps(expect), "bundle": json.dumps(info)}))
+        save_state(path, {"fingerprint": expect, **{k: getattr(bundle, k) for k in FIELDS}})
     except OSError:
         pass  # a read-only data root: the next process decodes again
 
