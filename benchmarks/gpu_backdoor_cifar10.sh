@@ -6,9 +6,9 @@
 # Device tool:  run(command="TOTAL=570 bash benchmarks/gpu_backdoor_cifar10.sh 2>&1 | tee $OUT/console.log",
 #                   carry=[".data"], timeout_s=600)      (one call; then give the machine back)
 # Measured on a lent H200 (2026-11-27, BENCHMARKS.md): unpacking and decoding the JPEG copy take 34 s (then the
-# decoded pixels are kept beside the copy: 4 s per later process); an epoch takes 3.3-3.9 s, bound by the CPU
-# launching kernels rather than by the GPU, so three attacks' 100-epoch models trained side by side in 395 s, no
-# slower than one alone. Everything must fit one call: a second call on the same warm machine found the
+# decoded pixels are kept beside the copy: 4 s per later process); an epoch takes 3.7-3.8 s, bound by the CPU
+# launching kernels rather than by the GPU, so three attacks' 100-epoch models trained side by side in 381-389 s
+# each (394-400 s per command), at the per-epoch time one process took alone on an H100. Everything must fit one call: a second call on the same warm machine found the
 # checkout's ignored folders gone, so WORK (default /tmp/ukbench, outside the checkout) is not relied on.
 #
 # Plan, every stage limited to what is left of TOTAL seconds (default 570; run it with timeout_s=600):
