@@ -3,6 +3,7 @@ README says each example does.
 
     python benchmarks/readme_examples.py                 # full scale: Fashion-MNIST, minutes per example
     python benchmarks/readme_examples.py --small         # CI scale: a tiny generated Fashion-MNIST
+    python benchmarks/readme_examples.py --work W --continue --only "Remove a backdoor"   # add one to W's runs
 
 The examples are the fenced `bash` and `python` blocks under README's "Set-up" and "Worked examples" headings,
 read from the file each time (an example edited in the README is the example run here). Each bash line runs with
@@ -279,13 +280,19 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--small", action="store_true", help="tiny generated data (what CI runs)")
     ap.add_argument("--work", help="folder to run in (default: a new temporary folder); must be empty")
+    ap.add_argument("--continue", dest="cont", action="store_true",
+                    help="run in a --work folder an earlier run of this script left, so that the examples named by "
+                         "--only reuse the runs its earlier examples made (e.g. runs/fmnist) instead of training them "
+                         "again")
     ap.add_argument("--only", action="append", help="run only this example (its heading); repeatable")
     ap.add_argument("--threads", type=int, help="OMP_NUM_THREADS for the commands")
     ap.add_argument("--table", help="also write the timing table (markdown) here")
     a = ap.parse_args()
     work = Path(a.work or tempfile.mkdtemp(prefix="readme-examples-"))
     work.mkdir(parents=True, exist_ok=True)
-    if any(work.iterdir()):
+    if a.cont and not (a.work and a.only):
+        raise SystemExit("--continue needs --work (the earlier run's folder) and --only (the examples to add)")
+    if any(work.iterdir()) and not a.cont:
         raise SystemExit(f"--work {work} is not empty: the examples run in an empty folder")
     print(f"work folder: {work}" + (" (small scale: " + "; ".join(shlex.quote(p) for p, _ in SMALL_REWRITES) + ")"
                                     if a.small else ""), flush=True)
