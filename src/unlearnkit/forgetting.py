@@ -358,7 +358,8 @@ def check_reference(reference: str | Path, src: Run, req: Request) -> Run:
     if ref.meta.data.spec != src.meta.data.spec or ref.meta.num_classes != src.meta.num_classes:
         raise UserError(f"reference {reference} was trained on other data ({ref.meta.data.spec}): pass a "
                         f"reference retrained on {src.meta.data.spec}")
-    ref_forget = ref.meta.get("forget")
+    theirs = ref.meta.forget_spec
+    ref_forget = theirs.to_dict() if theirs else None
     mine = req.spec.to_dict() if req.spec else None
     if ref.meta.is_forget and ref_forget != mine:
         raise UserError(f"reference {reference} forgot {ref_forget}, not {mine}: pass a reference retrained "

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .transforms import apply_augment, draw_augment, to_float
+from .transforms import apply_augment, draw_augment, resize_uint8, to_float
 
 
 @dataclass
@@ -96,3 +96,15 @@ class Part:
         """Endless shuffled batches: the shorter of two loaders cycles while the longer defines an epoch."""
         while True:
             yield from self.batches(batch_size, device, shuffle=True, generator=generator, augment=augment)
+
+
+def make_bundle(spec: str, xtr: Tensor, ytr: Tensor, xte: Tensor, yte: Tensor, classes: list[str],
+                augment: str, image_size: int | None) -> DataBundle:
+    """A bundle from uint8 NCHW tensors (resized to `image_size` when given), with the per-channel mean and std
+    of (up to 20,000 of) its training images, which every model built for it normalises by."""
+    if image_size is not None:
+        xtr, xte = resize_uint8(xtr, image_size), resize_uint8(xte, image_size)
+    xf = xtr[: min(len(xtr), 20000)].float() / 255.0
+    mean = tuple(round(v, 4) for v in xf.mean(dim=(0, 2, 3)).tolist())
+    std = tuple(round(max(v, 1e-3), 4) for v in xf.std(dim=(0, 2, 3)).tolist())
+    return DataBundle(spec, xtr.contiguous(), ytr.long(), xte.contiguous(), yte.long(), classes, mean, std, augment)

@@ -19,8 +19,7 @@ from torch import Tensor
 
 from ..errors import UserError
 from ..registry import Registry
-from .bundle import DataBundle
-from .transforms import resize_uint8
+from .bundle import DataBundle, make_bundle
 
 Loader = Callable[[Path, "int | None"], DataBundle]
 DATASETS: Registry[Loader] = Registry("dataset")
@@ -35,16 +34,6 @@ OFFLINE_DIRS = {"fashion-mnist": [Path("/usr/share/datasets/fashion-mnist")],
 def default_root() -> Path:
     """Where datasets live unless `--data-root` says otherwise."""
     return Path(os.environ.get("UNLEARNKIT_DATA", Path.home() / ".cache" / "unlearnkit" / "data"))
-
-
-def _bundle(spec: str, xtr: Tensor, ytr: Tensor, xte: Tensor, yte: Tensor, classes: list[str],
-            augment: str, image_size: int | None) -> DataBundle:
-    if image_size is not None:
-        xtr, xte = resize_uint8(xtr, image_size), resize_uint8(xte, image_size)
-    xf = xtr[: min(len(xtr), 20000)].float() / 255.0
-    mean = tuple(round(v, 4) for v in xf.mean(dim=(0, 2, 3)).tolist())
-    std = tuple(round(max(v, 1e-3), 4) for v in xf.std(dim=(0, 2, 3)).tolist())
-    return DataBundle(spec, xtr.contiguous(), ytr.long(), xte.contiguous(), yte.long(), classes, mean, std, augment)
 
 
 def _download_error(name: str, root: Path, err: Exception) -> UserError:
@@ -63,7 +52,7 @@ def load_digits(root: Path, image_size: int | None = None) -> DataBundle:
     y = torch.from_numpy(d.target.astype(np.int64))
     itr, ite = train_test_split(np.arange(len(y)), test_size=0.2, random_state=0, stratify=d.target)
     itr, ite = torch.from_numpy(np.sort(itr)), torch.from_numpy(np.sort(ite))
-    return _bundle("digits", x[itr], y[itr], x[ite], y[ite], [str(i) for i in range(10)], "none", image_size)
+    return make_bundle("digits", x[itr], y[itr], x[ite], y[ite], [str(i) for i in range(10)], "none", image_size)
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -106,7 +95,7 @@ def _load_mnist_like(name: str, tv_name: str, classes: list[str] | None, root: P
         classes = list(tr.classes)
     # Fashion-MNIST: flips only. Random crops slow convergence of short CPU budgets and close the gap between
     # training and test confidence that membership inference has to measure.
-    return _bundle(name, xtr, ytr, xte, yte, classes, "crop" if name == "mnist" else "flip", image_size)
+    return make_bundle(name, xtr, ytr, xte, yte, classes, "crop" if name == "mnist" else "flip", image_size)
 
 
 @register_dataset("mnist")
@@ -158,7 +147,7 @@ def _load_cifar(name: str, root: Path, image_size: int | None) -> DataBundle:
         raise UserError(f"dataset {name!r} is neither under {root / CIFAR_FILES[name]} (torchvision's files) nor "
                         f"under {copy}/{{train,test}}/<class>/ (an image-folder copy), and could not be downloaded: "
                         f"put either there or pass --data-root DIR") from err
-    bundle = _bundle(name, _nhwc(tr.data), torch.tensor(tr.targets), _nhwc(te.data), torch.tensor(te.targets),
+    bundle = make_bundle(name, _nhwc(tr.data), torch.tensor(tr.targets), _nhwc(te.data), torch.tensor(te.targets),
                      list(tr.classes), "crop-flip", image_size)
     bundle.extra["source"] = f"torchvision files under {root / CIFAR_FILES[name]}"
     return bundle
@@ -175,8 +164,8 @@ def _cifar_from_folders(name: str, copy: Path, image_size: int | None) -> DataBu
         raise UserError(f"the folders under {copy / 'train'} are not CIFAR-10's classes ({', '.join(classes)}): "
                         f"unpack an image-folder copy of {name} there")
     order = torch.tensor([classes.index(c) for c in folder.classes])
-    bundle = _bundle(name, folder.x_train, order[folder.y_train], folder.x_test, order[folder.y_test], list(classes),
-                     "crop-flip", None)
+    bundle = make_bundle(name, folder.x_train, order[folder.y_train], folder.x_test, order[folder.y_test],
+                         list(classes), "crop-flip", None)
     bundle.extra["source"] = f"image-folder copy under {copy}"
     return bundle
 
@@ -197,7 +186,7 @@ def load_cifar100(root: Path, image_size: int | None = None) -> DataBundle:
 def load_svhn(root: Path, image_size: int | None = None) -> DataBundle:
     """SVHN house numbers (73,257 / 26,032 colour 32x32, digits 0-9): torchvision's files, downloaded when online."""
     tr, te = _tv_split("svhn", root, True), _tv_split("svhn", root, False)
-    return _bundle("svhn", torch.from_numpy(tr.data), torch.from_numpy(tr.labels), torch.from_numpy(te.data),
+    return make_bundle("svhn", torch.from_numpy(tr.data), torch.from_numpy(tr.labels), torch.from_numpy(te.data),
                    torch.from_numpy(te.labels), [str(i) for i in range(10)], "crop", image_size)
 
 
@@ -217,7 +206,7 @@ def load_gtsrb(root: Path, image_size: int | None = None) -> DataBundle:
     size = image_size or 32
     xtr, ytr = _pil_split(_tv_split("gtsrb", root, True), size)
     xte, yte = _pil_split(_tv_split("gtsrb", root, False), size)
-    return _bundle("gtsrb", xtr, ytr, xte, yte, [str(i) for i in range(43)], "crop", None)
+    return make_bundle("gtsrb", xtr, ytr, xte, yte, [str(i) for i in range(43)], "crop", None)
 
 
 _LOADED: dict[tuple, DataBundle] = {}  # bundles already decoded in this process (a benchmark reloads the same data)

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ..errors import UserError
-from .bundle import DataBundle
+from .bundle import DataBundle, make_bundle
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 DEFAULT_SIZE = 64
@@ -70,8 +70,6 @@ def _load_split(root: Path, classes: list[str], size: int) -> tuple[Tensor, Tens
 
 def load_imagefolder(root: Path, image_size: int | None = None) -> DataBundle:
     """Load a class-per-folder tree into memory; without `train/`+`test/`, a seeded stratified 80/20 split."""
-    from .datasets import _bundle
-
     if not root.is_dir():
         raise UserError(f"image folder {root} does not exist: pass imagefolder:PATH with a folder per class")
     size = image_size or DEFAULT_SIZE
@@ -91,4 +89,4 @@ def load_imagefolder(root: Path, image_size: int | None = None) -> DataBundle:
             idx = idx[torch.randperm(len(idx), generator=gen)]
             test_mask[idx[: max(1, len(idx) // 5) if len(idx) > 1 else 0]] = True
         xtr, ytr, xte, yte = x[~test_mask], y[~test_mask], x[test_mask], y[test_mask]
-    return _bundle(f"imagefolder:{root.resolve()}", xtr, ytr, xte, yte, classes, "crop-flip", None)
+    return make_bundle(f"imagefolder:{root.resolve()}", xtr, ytr, xte, yte, classes, "crop-flip", None)

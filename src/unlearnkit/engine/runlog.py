@@ -180,14 +180,19 @@ def curves(d: dict, prefix: str = "") -> dict[str, list[float]]:
 # --------------------------------------------------------------------------- log.txt
 
 def render(start: int, meta: dict, metrics: dict, wall_seconds: float) -> str:
-    """The text of `log.txt`: command, machine, log lines, timings, summary and full configuration."""
+    """The text of `log.txt`: command, machine, log lines, timings, summary and full configuration.
+
+    `meta` is whatever meta.json the run directory holds (a run's `RunMeta`, or a hypernetwork's, whose `seconds`
+    is a table, not a number): the timings below are printed only when they are numbers."""
     from ..metrics.table import summary_table
+    from ..runmeta import RunMeta
     from .device import device_name
     from .distributed import world_size
 
     cmd = shlex.join(_COMMAND) if _COMMAND else f"(Python API) {shlex.join(sys.argv)}"
     when = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    lines = [f"unlearnkit {__version__}: {meta.get('kind', 'run')} run finished {when}",
+    m = RunMeta.of(meta)
+    lines = [f"unlearnkit {__version__}: {m.kind if m else 'a'} run finished {when}",  # no meta.json: samples
              f"command: {cmd}",
              f"machine: {platform.platform()}, python {platform.python_version()}, device {device_name()}, "
              f"processes {world_size()}",
@@ -199,7 +204,7 @@ def render(start: int, meta: dict, metrics: dict, wall_seconds: float) -> str:
     if _is_num(metrics.get("reference", {}).get("seconds")):
         lines.append(f"retraining the reference: {metrics['reference']['seconds']:.1f}s")
     if metrics:
-        name = (meta.get("method") or {}).get("name", "this run")
+        name = m.method_name or "this run"
         lines += ["", "== summary", summary_table(metrics, name)]
     lines += ["", "== configuration (meta.json)", json.dumps(meta, indent=2, default=str)]
     return "\n".join(lines) + "\n"

@@ -138,49 +138,121 @@ def meta_problem(meta: object) -> str | None:
     return next((msg for ok, msg in checks if not ok), None)
 
 
+class HypernetMeta(dict):
+    """A hypernetwork's meta.json as a dict (written and read back as the same JSON), with typed reads.
+
+    Why: sampling, `hyperforget sample` and the `hyperforget` method read a dozen of its fields; reading them here,
+    once, keeps their types and defaults in one place (as `runmeta.RunMeta` does for a run's meta.json).
+    `meta_problem` has checked every field's type before this wraps it, so the properties trust them.
+    """
+
+    @property
+    def variant(self) -> str:
+        return str(self["variant"])
+
+    @property
+    def parent(self) -> str:
+        """The run directory the hypernetwork was trained for."""
+        return str(self["parent"])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self["num_classes"])
+
+    @property
+    def classes(self) -> list[int]:
+        """The classes it was trained to forget (indices)."""
+        return [int(c) for c in self["classes"]]
+
+    @property
+    def class_counts(self) -> list[float]:
+        return [float(c) for c in self["class_counts"]]
+
+    @property
+    def start_losses(self) -> list[list[float]]:
+        """Per-class train losses of each starting head (indexed like `collect.STARTS`)."""
+        return [[float(x) for x in row] for row in self["start_losses"]]
+
+    @property
+    def chunk(self) -> int:
+        return int(self["chunk"])
+
+    @property
+    def rank(self) -> int:
+        return int(self["rank"])
+
+    @property
+    def diffusion_steps(self) -> int:
+        return int(self["diffusion_steps"])
+
+    @property
+    def sample_steps(self) -> int:
+        return int(self["sample_steps"])
+
+    @property
+    def net_config(self) -> NetConfig:
+        return NetConfig(**self["net"])
+
+    @property
+    def eta(self) -> float:
+        return float(self.get("eta", 1.0))
+
+    @property
+    def temperature(self) -> float:
+        return float(self.get("temperature", 1.0))
+
+    def default_start(self, cls: int) -> str:
+        """The start ("scratch" or "original") a request to forget `cls` gets unless told otherwise."""
+        return str(self["default_prompts"][str(cls)]["start"])
+
+    def default_prompts(self, cls: int) -> dict[str, list[float]]:
+        """Start name -> the default prompt values for a request to forget `cls`."""
+        return dict(self["default_prompts"][str(cls)]["prompts"])
+
+
 class HyperForget:
     """The denoiser with what sampling needs: the starting heads, the coordinates, the prompt defaults.
 
     The diffusion runs on the standardised coefficients of heads in their principal directions
-    (`basis.HeadBasis`), cut into tokens of `meta["chunk"]` values; a generated head is `basis.decode(x0)`.
+    (`basis.HeadBasis`), cut into tokens of `meta.chunk` values; a generated head is `basis.decode(x0)`.
     """
 
     def __init__(self, net: nn.Module, meta: dict, original: Tensor, basis: HeadBasis) -> None:
         self.net = net.eval()
-        self.meta = meta
+        self.meta = HypernetMeta(meta)
         self.original = original
         self.starts = torch.stack([torch.zeros_like(original), original])  # indexed like collect.STARTS
         self.basis = basis
-        self.variant = meta["variant"]
-        self.counts = torch.tensor(meta["class_counts"], dtype=torch.float64)
-        self.start_losses = torch.tensor(meta["start_losses"])  # (len(STARTS), K)
-        self.diffusion = Diffusion(int(meta["diffusion_steps"]))
+        self.variant = self.meta.variant
+        self.counts = torch.tensor(self.meta.class_counts, dtype=torch.float64)
+        self.start_losses = torch.tensor(self.meta.start_losses)  # (len(STARTS), K)
+        self.diffusion = Diffusion(self.meta.diffusion_steps)
 
     @staticmethod
     def build_net(meta: dict) -> nn.Module:
-        k = meta["num_classes"]
-        chunk = int(meta["chunk"])
-        return build_net(meta["rank"] // chunk, chunk, k, num_prompts(meta["variant"], k), NetConfig(**meta["net"]))
+        m = HypernetMeta(meta)
+        k = m.num_classes
+        return build_net(m.rank // m.chunk, m.chunk, k, num_prompts(m.variant, k), m.net_config)
 
     def start_index(self, start: str | None, cls: int) -> int:
-        name = start or self.meta["default_prompts"][str(cls)]["start"]
+        name = start or self.meta.default_start(cls)
         if name not in STARTS:
             raise UserError(f"--start {name!r}: choose {' or '.join(STARTS)}")
         return STARTS.index(name)
 
     def default_prompt(self, cls: int, start: int) -> Tensor:
         """The prompt a forget request gets unless told otherwise (see `train.default_prompts`)."""
-        d = self.meta["default_prompts"][str(cls)]
-        if STARTS[start] not in d["prompts"]:
+        prompts = self.meta.default_prompts(cls)
+        if STARTS[start] not in prompts:
             raise UserError(f"the hypernetwork has no trajectories of class {cls} that start from {STARTS[start]}: "
-                            f"use --start {d['start']}")
-        return torch.tensor(d["prompts"][STARTS[start]])
+                            f"use --start {self.meta.default_start(cls)}")
+        return torch.tensor(prompts[STARTS[start]])
 
     def denoiser(self, request: Tensor, prompts: Tensor, start: Tensor, net: nn.Module | None = None):
         """The network as a function of (x_t, t) for fixed conditions: requests (B,), raw loss prompts (B, P),
         start indices (B,)."""
         net = net or self.net
-        tokens = (len(request), -1, int(self.meta["chunk"]))
+        tokens = (len(request), -1, self.meta.chunk)
         s = self.basis.encode(self.starts[start]).reshape(tokens)
         p = torch.log1p(prompts.float().clamp(min=0))
         return lambda x, t: net(x.reshape(tokens), t, s, request, p).reshape(x.shape)
@@ -189,8 +261,8 @@ class HyperForget:
     def generate(self, request: Tensor, prompts: Tensor, start: Tensor, steps: int, gen: torch.Generator,
                  eta: float | None = None, temperature: float | None = None, batch: int = 256) -> Tensor:
         """Sample one head (K, D+1) per row of (request (B,), prompts (B, P), start (B,))."""
-        eta = float(self.meta.get("eta", 1.0)) if eta is None else eta
-        temperature = float(self.meta.get("temperature", 1.0)) if temperature is None else temperature
+        eta = self.meta.eta if eta is None else eta
+        temperature = self.meta.temperature if temperature is None else temperature
         out = [torch.zeros(0, *self.original.shape)]
         shape = (self.basis.rank,)
         for s in range(0, len(request), batch):

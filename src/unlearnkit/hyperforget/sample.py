@@ -36,7 +36,7 @@ SPEC_SEED = 0
 
 def parent_of(hf: HyperForget, hypernet: str | Path) -> Run:
     """The run the hypernetwork was trained for, checked to still hold the same head."""
-    parent = hf.meta["parent"]
+    parent = hf.meta.parent
     if not Path(parent).is_dir():
         raise UserError(f"the model {parent} that {hypernet} was trained for is gone: restore it there, or "
                         f"train a hypernetwork for the model you have")
@@ -53,9 +53,9 @@ def request_class(hf: HyperForget, src: Run, forget_class: str) -> int:
         raise UserError(f"--forget-class {forget_class} names {len(classes)} classes: a hypernetwork answers "
                         f"one class per request")
     c = classes[0]
-    if c not in hf.meta["classes"]:
-        trained = ", ".join(src.meta.classes[k] for k in hf.meta["classes"])
-        raise UserError(f"the hypernetwork was not trained to forget class {src.meta['classes'][c]!r}: choose "
+    if c not in hf.meta.classes:
+        trained = ", ".join(src.meta.classes[k] for k in hf.meta.classes)
+        raise UserError(f"the hypernetwork was not trained to forget class {src.meta.classes[c]!r}: choose "
                         f"one of {trained}, or train it with --set classes=...")
     return c
 
@@ -68,10 +68,10 @@ def generate(hf: HyperForget, c: int, n: int, *, start: str | None = None, forge
         raise UserError(f"--steps {steps} must be at least 1")
     s = hf.start_index(start, c)
     prompt = override_prompt(hf.variant, hf.default_prompt(c, s), hf.counts, c, forget_loss, retain_loss)
-    steps = steps or int(hf.meta["sample_steps"])
+    steps = steps or hf.meta.sample_steps
     if temperature is not None and temperature < 0:
         raise UserError(f"--temperature {temperature} must be >= 0 (1: as trained, 0: no sampling noise)")
-    temperature = float(hf.meta.get("temperature", 1.0)) if temperature is None else temperature
+    temperature = hf.meta.temperature if temperature is None else temperature
     gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     heads = hf.generate(torch.full((n,), c, dtype=torch.long), prompt.expand(n, -1), torch.full((n,), s), steps,

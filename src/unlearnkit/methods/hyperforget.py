@@ -48,9 +48,9 @@ class HyperForgetMethod(Method):
         if not torch.allclose(get_head(model), hf.original, atol=1e-6):
             raise UserError(f"{c.hypernet} was trained for another model: train one for this model with "
                             f"`unlearnkit hyperforget train RUN --out DIR`")
-        if len(task.forget_classes) != 1 or task.forget_classes[0] not in hf.meta["classes"]:
+        if len(task.forget_classes) != 1 or task.forget_classes[0] not in hf.meta.classes:
             raise UserError(f"hyperforget answers one class per request, among those it was trained for "
-                            f"({', '.join(map(str, hf.meta['classes']))}): pass one of them to --forget-class")
+                            f"({', '.join(map(str, hf.meta.classes))}): pass one of them to --forget-class")
         heads, config, _ = generate(hf, task.forget_classes[0], 1, start=c.start, forget_loss=c.forget_loss,
                                     retain_loss=c.retain_loss, steps=c.steps, temperature=c.temperature,
                                     seed=task.seed * 1000 + c.sample)
