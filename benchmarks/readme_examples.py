@@ -180,6 +180,8 @@ CHECKS = [
                              for k in ("clean_acc", "asr", "robust_acc")) and "der" in metrics(w, "runs/bd-ft")),
     Check("Remove a backdoor", "the defence watched clean accuracy on a held-out tenth of its clean set",
           lambda w, out: "guard" in metrics(w, "runs/bd-ft")["finetune"]),
+    Check("Remove a backdoor", "on Fashion-MNIST the fine-tuning leaves the backdoor in (verdict NOT FORGOTTEN)",
+          lambda w, out: _status(w, "runs/bd-ft") == "not forgotten", full=True),
     Check("Pay once, then sample unlearned models (HyperForget)", "ten samples, ordinary run directories",
           lambda w, out: all((w / f"runs/hf-tshirt/sample-{i}/model.safetensors").is_file() for i in range(10))),
     Check("Pay once, then sample unlearned models (HyperForget)", "samples measured against the retrained model",
