@@ -35,6 +35,7 @@ from unlearnkit.forgetting import clean_part
 from unlearnkit.methods.base import METHODS, make_config
 from unlearnkit.methods.ibau import round_batches
 from unlearnkit.rundata import load_run_data, split_of
+from unlearnkit.settings import parse_untyped
 
 
 @torch.no_grad()
@@ -67,8 +68,8 @@ def exact_trigger(label: str, settings: str, original: torch.nn.Module, clean, t
     passes of batch 100 over the clean set). Trigger knowledge: a measurement, never a defence."""
     import torch.nn.functional as F
 
-    cfg = {"lr": 0.003, "portion": 0.5, "passes": 1, **{k: float(v) for k, v in
-                                                        (kv.split("=") for kv in settings.split())}}
+    given = parse_untyped(settings.split(), flag="--variant", example="lr=0.003")
+    cfg = {"lr": 0.003, "portion": 0.5, "passes": 1, **{k: float(v) for k, v in given.items()}}
     model = copy.deepcopy(original).eval()
     opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=0.9)
     gen = torch.Generator().manual_seed(seed)
