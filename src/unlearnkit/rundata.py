@@ -4,6 +4,7 @@ that it fits the model, rebuild the split, build a fresh model of the same archi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -11,7 +12,6 @@ from torch import nn
 
 from .data import DataBundle, ForgetSpec, Split, load_dataset, make_split
 from .errors import UserError
-from .models import build_model
 from .runmeta import RunMeta
 
 
@@ -64,13 +64,8 @@ def split_of(meta: dict, bundle: DataBundle, spec: ForgetSpec | None) -> Split:
     return make_split(bundle.y_train, d.val_fraction, d.split_seed, spec)
 
 
-def new_model_fn(meta: dict):
-    m = RunMeta.of(meta)
-
-    def new() -> nn.Module:
-        return build_model(m.arch_name, m.num_classes, m.input_shape, m.mean, m.std, **m.arch_kwargs)
-
-    return new
+def new_model_fn(meta: dict) -> Callable[[], nn.Module]:
+    return RunMeta.of(meta).new_model
 
 
 def attack_metrics(model: nn.Module, bundle: DataBundle, meta: dict, device: torch.device) -> dict:

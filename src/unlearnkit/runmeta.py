@@ -14,11 +14,13 @@ fields' types.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from .data import ForgetSpec
 
 DEFAULT_VAL_FRACTION = 0.1
@@ -35,8 +37,7 @@ class DataRef:
     split_seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"spec": self.spec, "root": self.root, "image_size": self.image_size,
-                "val_fraction": self.val_fraction, "split_seed": self.split_seed}
+        return asdict(self)
 
 
 def data_ref(spec: str, data_root: str | Path | None, image_size: int | None, val_fraction: float,
@@ -89,6 +90,12 @@ class RunMeta(dict):
     @property
     def std(self) -> tuple[float, ...]:
         return tuple(self["normalization"]["std"])
+
+    def new_model(self) -> nn.Module:
+        """A freshly initialised model of this run's architecture, classes, input shape and normalisation."""
+        from .models import build_model
+
+        return build_model(self.arch_name, self.num_classes, self.input_shape, self.mean, self.std, **self.arch_kwargs)
 
     @property
     def data(self) -> DataRef:

@@ -56,10 +56,7 @@ class Run:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        from ..models import build_model
-
-        m = RunMeta.of(self.meta)
-        model = build_model(m.arch_name, m.num_classes, m.input_shape, m.mean, m.std, **m.arch_kwargs)
+        model = RunMeta.of(self.meta).new_model()
         try:
             state = load_file(str(self.path / MODEL_FILE))
         except (SafetensorError, OSError, ValueError) as err:
