@@ -127,6 +127,62 @@ def test_a_defence_cannot_read_the_retain_set(backdoored):
         task.retain  # noqa: B018
 
 
+def _backdoor_task(run, clean_size: int):
+    from unlearnkit.engine.rundir import load_run
+    from unlearnkit.forgetting import build_task, parse_request
+    from unlearnkit.rundata import load_run_data
+
+    src = load_run(run)
+    bundle = load_run_data(src.meta)
+    req = parse_request(src.meta, bundle, backdoor=True)
+    return build_task(src.meta, bundle, req, frozenset({"clean"}), 0, clean_size)
+
+
+def test_default_defence_budgets_stay_within_a_quarter_of_the_originals_training(backdoored, tmp_path):
+    """Issue 22: BackdoorBench's 100 epochs on the clean set are 5% of a 100-epoch CIFAR-10 model's training but
+    cost more than training a 3-epoch model. By default a defence makes at most a quarter of the original's
+    sample passes (epochs x training images); a budget the user sets is kept; unknown training work: no cap."""
+    from unlearnkit.methods._steps import capped
+
+    task = _backdoor_task(backdoored, 100)
+    passes = 0.25 * task.train_config.epochs * task.train_size
+    assert task.train_size > 1000 and task.train_config.epochs == 10 and len(task.clean) == 90
+    assert capped(100, 2500, task) == int(passes // 2500) < 100
+    assert capped(100, 1, task) == 100 and capped(100, 10 ** 9, task) == 1
+    task.train_size = 0
+    assert capped(100, 2500, task) == 100
+    runs = {}
+    for method, settings in (("finetune", {}), ("finetune", {"epochs": 3}), ("anp", {}), ("nad", {})):
+        out = forget(backdoored, method, tmp_path / f"{method}{len(settings)}", backdoor=True, clean_size=100,
+                     settings=settings)
+        runs[method, len(settings)] = json.loads((out / "metrics.json").read_text())
+    assert runs["finetune", 0]["finetune"]["epochs"] == int(passes // 90) < 100
+    assert runs["finetune", 1]["finetune"]["epochs"] == 3
+    assert runs["anp", 0]["anp"]["iterations"] == int(passes // (2 * 256)) < 2000
+    nad = runs["nad", 0]["nad"]
+    assert nad["teacher_epochs"] + nad["epochs"] <= max(2, passes // 90)
+
+
+def test_a_defence_slower_than_training_the_original_says_so(backdoored, tmp_path):
+    """Issue 22: a backdoor run has no retrained reference, so its time is set against the original's training
+    (`speedup_over_training`), shown in the terminal table and judged by the verdict."""
+    from unlearnkit.metrics.verdict import verdict
+
+    out = forget(backdoored, "ibau", tmp_path / "ibau", backdoor=True, clean_size=60, settings={"rounds": 1})
+    m = json.loads((out / "metrics.json").read_text())
+    meta = json.loads((out / "meta.json").read_text())
+    trained = json.loads((backdoored / "meta.json").read_text())["seconds"]
+    assert meta["training_seconds"] == trained
+    assert m["speedup_over_training"] == pytest.approx(trained / m["seconds"], rel=1e-3)
+    assert evaluate(out)["speedup_over_training"] == m["speedup_over_training"]
+    slow = verdict({"asr": 50.0, "clean_acc": 90.0, "speedup_over_training": 0.4}, "backdoor")
+    assert any(w.startswith("SLOWER THAN TRAINING") and "2.5x" in w for w in slow["warnings"])
+    assert not verdict({"asr": 50.0, "clean_acc": 90.0, "speedup_over_training": 3.0}, "backdoor")["warnings"]
+    both = verdict({"asr": 5.0, "speedup": 2.0, "speedup_over_training": 0.5, "reference": {"asr": 5.0}},
+                   "backdoor")  # a retrained reference, where there is one, is what the run is judged against
+    assert not any(w.startswith("SLOWER") for w in both["warnings"])
+
+
 def test_cli_forget_backdoor(backdoored, tmp_path, capsys):
     code = main(["forget", str(backdoored), "--backdoor", "--method", "ibau", "--clean-size", "60", "--set",
                  "rounds=1", "--out", str(tmp_path / "cli"), "--quiet"])

@@ -85,7 +85,8 @@ def build_task(meta: dict, bundle: DataBundle, req: Request, needs: frozenset[st
             watcher = Guard(holdout, device, bundle.num_classes) if holdout is not None else None
     return UnlearnTask(scenario=req.scenario, num_classes=bundle.num_classes, device=device,
                        generator=seed_everything(seed), seed=seed, allowed=needs, forget_classes=s.forget_classes,
-                       train_config=TrainConfig.from_dict(RunMeta.of(meta).recipe), new_model=new_model_fn(meta),
+                       train_config=TrainConfig.from_dict(RunMeta.of(meta).recipe), train_size=len(s.train_idx),
+                       new_model=new_model_fn(meta),
                        parts={k: v for k, v in parts.items() if k in needs}, guard=watcher)
 
 
@@ -242,6 +243,7 @@ def forget(run: str | Path, method: str, out: str | Path, *, forget_class: str |
         metrics["original"] = {k: v for k, v in original.items() if k not in ("confusion_test",)}
         metrics["agreement_with_original"] = agreement(p, p_orig)
         add_der(metrics, metrics["original"])
+        add_training_speedup(metrics, meta)
         figures = {**figures, **res.method.extra_metrics(
             res.result, ref_model, EvalData(bundle, req.split, req.scenario, seed, p, p_ref), device)}
         if figures:
@@ -308,6 +310,14 @@ def input_metrics(run: Run, model: nn.Module, bundle: DataBundle, req: Request, 
     return m, p
 
 
+def add_training_speedup(metrics: dict, meta: RunMeta) -> None:
+    """A forget run's speed-up over training the original model (its training seconds / the run's): what the run's
+    cost is judged against when no retrained reference measured retraining (a backdoor defence never has one)."""
+    t, s = meta.training_seconds, metrics.get("seconds")
+    if meta.is_forget and t and s:
+        metrics["speedup_over_training"] = round(t / s, 4)
+
+
 def add_der(metrics: dict, before: dict) -> None:
     """DER of a backdoor defence (BackdoorBench), from the model before and after it."""
     if all(k in d for d in (metrics, before) for k in ("asr", "clean_acc")):
@@ -333,6 +343,7 @@ def forget_meta(src: Run, req: Request, method: str, config: dict, seed: int, se
     versions are the parent's own, so they are dropped)."""
     meta = RunMeta({k: v for k, v in src.meta.items() if k not in ("seconds", "reference", "versions")})
     meta.update({"kind": "forget", "parent": str(src.path.resolve()), "parent_seconds": src.meta.seconds,
+                 "training_seconds": src.meta.training_seconds,
                  "scenario": req.scenario, "forget": req.spec.to_dict() if req.spec else None,
                  "method": {"name": method, "config": config}, "seed": seed, "seconds": round(seconds, 3),
                  "versions": versions()})

@@ -22,7 +22,7 @@ from .engine.safeload import file_digest
 from .engine.seed import seed_everything
 from .engine.train import TrainConfig, fit
 from .errors import UserError
-from .forgetting import Request, add_der, check_reference, forget, input_metrics, parent_metrics
+from .forgetting import Request, add_der, add_training_speedup, check_reference, forget, input_metrics, parent_metrics
 from .methods.base import METHODS, make_config
 from .metrics.verdict import verdict
 from .rundata import attack_metrics, check_input_shape, load_run_data, new_model_fn, split_of
@@ -198,6 +198,7 @@ def evaluate(run: str | Path, reference: str | Path | None = None, data_root: st
         metrics["original"] = src.metrics["original"]  # the model before unlearning is not in this run
     if src.metrics.get("agreement_with_original") is not None:  # nor can its predictions be compared again
         metrics["agreement_with_original"] = src.metrics["agreement_with_original"]
+    add_training_speedup(metrics, src.meta)
     judged = verdict(metrics, scenario)
     if judged is not None:
         metrics["verdict"] = judged

@@ -149,6 +149,13 @@ class RunMeta(dict):
         return None if s is None else float(s)
 
     @property
+    def training_seconds(self) -> float | None:
+        """How long training the model at the root of this run's chain took: what retraining costs, roughly (a
+        trained run's own `seconds`; a forget run carries its input's; None for an imported model)."""
+        s = self.seconds if self.kind == "train" else self.get("training_seconds") if self.is_forget else None
+        return None if s is None else float(s)
+
+    @property
     def reference(self) -> str | None:
         """"reference" when the retrained model lives inside the run, else the path of the one it was compared with."""
         return self.get("reference")

@@ -9,9 +9,10 @@ Afterwards the neurons whose mask is at most `threshold` are pruned (their Batch
 original model, everything else untouched.
 
 Defaults are BackdoorBench's CIFAR-10 run (config/defense/anp/cifar10.yaml): eps 0.4, one step, alpha 0.2,
-mask lr 0.01 (the paper: 0.2), 2000 iterations, batch 256 (the paper: 128), the model in train mode, and the
-noise left where its signed step puts it (within 2 eps, as in both reference codes; `clip_noise=true` keeps
-it within eps).
+mask lr 0.01 (the paper: 0.2), 2000 iterations (by default at most a quarter of the original's sample passes,
+counting the noise and the mask gradient: `_steps.capped`), batch 256 (the paper: 128), the model in train
+mode, and the noise left where its signed step puts it (within 2 eps, as in both reference codes;
+`clip_noise=true` keeps it within eps).
 
 Which neurons to prune: BackdoorBench sweeps thresholds 0, 0.05, ..., 0.9 and keeps the model with the lowest
 *test* ASR among those within 10% (relative) of the unpruned *test* accuracy. The defender has neither, so
@@ -32,7 +33,10 @@ from torch import Tensor, nn
 
 from ..engine.progress import progress
 from ..errors import UserError
+from ._steps import capped
 from .base import Method, Unlearned, UnlearnTask, register_method
+
+ITERATIONS = 2000  # BackdoorBench's mask-optimisation iterations
 
 
 class _NeuronNoise:
@@ -67,7 +71,7 @@ class ANP(Method):
 
     @dataclass
     class Config:
-        iterations: int = 2000
+        iterations: int | None = None  # None: 2000, at most a quarter of the original's sample passes
         batch_size: int = 256
         eps: float = 0.4
         steps: int = 1
@@ -84,8 +88,13 @@ class ANP(Method):
                 raise UserError(f"anp prune_by {self.prune_by!r} is unknown: use {', '.join(PRUNE_BY)}")
             if not 0 < self.acc_ratio < 1:
                 raise UserError(f"anp acc_ratio {self.acc_ratio} must be in (0, 1): e.g. 0.1")
-            if self.iterations < 1 or self.steps < 1 or self.eps < 0 or not 0 <= self.alpha <= 1:
+            if (self.iterations or 1) < 1 or self.steps < 1 or self.eps < 0 or not 0 <= self.alpha <= 1:
                 raise UserError("anp needs iterations, steps >= 1, eps >= 0 and alpha in [0, 1]")
+
+    def iterations(self, task: UnlearnTask) -> int:
+        """The set iterations, else 2000 capped (an iteration: `steps` noise gradients and one mask gradient)."""
+        c = self.config
+        return c.iterations if c.iterations is not None else capped(ITERATIONS, (c.steps + 1) * c.batch_size, task)
 
     def learn_masks(self, model: nn.Module, task: UnlearnTask) -> dict[str, Tensor]:
         """Optimise the neuron masks on a private copy of `model`; returns {BatchNorm name: mask}."""
@@ -102,7 +111,8 @@ class ANP(Method):
         mask_opt = torch.optim.SGD(masks, lr=c.lr, momentum=0.9)
         work.train()
         batches = task.clean.cycle(c.batch_size, task.device, gen)
-        for it in progress(range(c.iterations), "anp", c.iterations):
+        n = self.iterations(task)
+        for it in progress(range(n), "anp", n):
             x, y = next(batches)
             if c.eps > 0:
                 with torch.no_grad():
@@ -144,7 +154,8 @@ class ANP(Method):
         else:
             cut = c.threshold
         pruned = prune(model, masks, cut)
-        figures = {"neurons": len(flat), "pruned": pruned, "threshold": round(cut, 4),
+        figures = {"neurons": len(flat), "pruned": pruned, "iterations": self.iterations(task),
+                   "threshold": round(cut, 4),
                    "mask_quantiles": [round(float(q), 4) for q in
                                       torch.quantile(flat, torch.tensor([0.0, 0.01, 0.05, 0.5]))]}
         if sweep:

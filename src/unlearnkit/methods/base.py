@@ -42,6 +42,8 @@ class UnlearnTask:
         scenario: 'class', 'random', 'indices' or 'backdoor'.
         forget_classes: the classes to forget (class scenario), else [].
         train_config: the original training recipe (what `retrain` repeats).
+        train_size: how many images the original trained on (0: unknown). With `train_config.epochs` it gives the
+            original's training work, which caps a method's default budget (`_steps.capped`).
         new_model: builds a freshly initialised model of the same architecture.
         checkpoint: the checkpoint scope of this run of the method (None outside a checkpointed command): pass it
             to `fit(..., checkpoint=task.checkpoint)` and an interrupted `forget` resumes that training per epoch.
@@ -57,6 +59,7 @@ class UnlearnTask:
     allowed: frozenset[str]
     forget_classes: list[int] = field(default_factory=list)
     train_config: TrainConfig = field(default_factory=TrainConfig)
+    train_size: int = 0
     new_model: Callable[[], nn.Module] | None = None
     parts: dict[str, Part | None] = field(default_factory=dict, repr=False)
     guard: Guard | None = field(default=None, repr=False)

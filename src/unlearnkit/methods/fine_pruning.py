@@ -6,7 +6,9 @@ data are pruned first, a step at a time, while the clean accuracy stays within `
 unpruned model's. As in BackdoorBench, a channel is pruned by masking its inputs to the first linear layer
 after the last convolution (for ResNets: the pooled features feeding `fc`), and the mask holds during
 fine-tuning. Defaults are BackdoorBench's (config/defense/fp/cifar10.yaml): 1% of the channels per step,
-stop before a 10% relative drop, then 100 epochs of fine-tuning (lr 0.01, batch 256, cosine). Unlike
+stop before a 10% relative drop, then 100 epochs of fine-tuning (lr 0.01, batch 256, cosine), by default at
+most a quarter of the original's sample passes (`_steps.capped`, as `finetune`'s; the cap does not bind after a
+100-epoch CIFAR-10 model). Unlike
 BackdoorBench, which measures the drop on the test set, the drop is measured on the guard's held-out slice of
 the clean set (on the clean set itself when there is none): the test set stays unseen.
 """
@@ -22,7 +24,10 @@ from ..data.bundle import Part
 from ..engine.train import TrainConfig, fit, predict_logits
 from ..errors import UserError
 from ..metrics import accuracy
+from ._steps import capped
 from .base import Method, Unlearned, UnlearnTask, register_method
+
+FT_EPOCHS = 100  # BackdoorBench's fine-tuning epochs after pruning
 
 
 def pruning_layer(model: nn.Module) -> tuple[nn.Linear, int, int]:
@@ -77,14 +82,15 @@ class FinePruning(Method):
         prune_step: float = 0.01  # share of channels pruned per step
         max_prune: float = 0.95  # never prune more than this share
         acc_ratio: float = 0.1  # stop before the held-out clean accuracy drops by this fraction (BackdoorBench)
-        epochs: int = 100
+        epochs: int | None = None  # None: 100, at most a quarter of the original's sample passes
         lr: float = 0.01
         batch_size: int = 256
         optimizer: str = "sgd"
         weight_decay: float = 5e-4
 
         def validate(self) -> None:
-            if not (0 < self.prune_step <= 1 and 0 <= self.max_prune < 1 and self.acc_ratio > 0 and self.epochs >= 0):
+            if not (0 < self.prune_step <= 1 and 0 <= self.max_prune < 1 and self.acc_ratio > 0
+                    and (self.epochs or 0) >= 0):
                 raise UserError("fine-pruning needs prune_step in (0, 1], max_prune in [0, 1), acc_ratio > 0, "
                                 "epochs >= 0")
 
@@ -111,9 +117,10 @@ class FinePruning(Method):
         with torch.no_grad():
             linear.weight.mul_(cols)
         handle = linear.weight.register_hook(lambda g: g * cols)
+        epochs = c.epochs if c.epochs is not None else capped(FT_EPOCHS, len(clean), task)
         try:
-            if c.epochs:
-                fit(model, clean, TrainConfig(epochs=c.epochs, batch_size=c.batch_size, lr=c.lr,
+            if epochs:
+                fit(model, clean, TrainConfig(epochs=epochs, batch_size=c.batch_size, lr=c.lr,
                                               optimizer=c.optimizer, weight_decay=c.weight_decay, augment=True),
                     dev, task.generator, desc="fine-pruning", on_epoch=lambda m, e: task.watch(m, f"epoch {e}"),
                     checkpoint=task.checkpoint)
@@ -121,6 +128,7 @@ class FinePruning(Method):
             handle.remove()
         with torch.no_grad():
             linear.weight.mul_(cols)
-        return Unlearned(model, {"channels": channels, "pruned": pruned, "judged_on": "held-out slice" if task.guard
-                                 is not None else "clean set", "acc_before": round(base, 4),
+        return Unlearned(model, {"channels": channels, "pruned": pruned, "epochs": epochs,
+                                 "judged_on": "held-out slice" if task.guard is not None else "clean set",
+                                 "acc_before": round(base, 4),
                                  "acc_pruned": round(acc_after, 4)})

@@ -9,9 +9,11 @@ teacher's attention carries little of the trigger, and matching it erases the ba
 Defaults are BackdoorBench's CIFAR-10 run as its code does it (defense/nad.py, config/defense/nad/cifar10.yaml):
 teacher 10 epochs of fine-tuning, student 10 epochs (its loop is given `te_epochs`, not `epochs`) at a constant
 lr 0.01 (its step schedule drops only after epoch 20), SGD momentum 0.9, weight decay 5e-4, batch 256, p = 2,
-beta 500 on the output of ResNet's third stage and 1000 on the fourth. BackdoorBench's third term (beta 1000 on
-the average-pooled 1x1 map) is identically zero: a 1x1 attention map normalised to unit length is 1 for
-every input. So it is left out here: `betas` weigh the last `len(betas)` spatial stages, shallow to deep.
+beta 500 on the output of ResNet's third stage and 1000 on the fourth. By default the two phases together
+make at most a quarter of the original's sample passes (`_steps.capped`; binding only after a short recipe).
+BackdoorBench's third term (beta 1000 on the average-pooled 1x1 map) is identically zero: a 1x1 attention map
+normalised to unit length is 1 for every input. So it is left out here: `betas` weigh the last `len(betas)`
+spatial stages, shallow to deep.
 Stages are found from a probe forward pass: the last non-normalisation module to output each spatial size
 above 1x1 (for a ResNet: the outputs of its stages).
 """
@@ -29,7 +31,10 @@ from torch import Tensor, nn
 from ..engine.progress import progress
 from ..engine.train import TrainConfig, fit, make_optimizer, make_scheduler
 from ..errors import UserError
+from ._steps import capped
 from .base import Method, Unlearned, UnlearnTask, register_method
+
+PHASE_EPOCHS = 10  # BackdoorBench's teacher and student epochs
 
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
 
@@ -99,8 +104,8 @@ class NAD(Method):
 
     @dataclass
     class Config:
-        teacher_epochs: int = 10
-        epochs: int = 10
+        teacher_epochs: int | None = None  # None: 10, each phase at most an eighth of the original's sample passes
+        epochs: int | None = None  # None: 10, likewise (both phases together: at most a quarter)
         lr: float = 0.01
         batch_size: int = 256
         weight_decay: float = 5e-4
@@ -109,7 +114,7 @@ class NAD(Method):
         schedule: str = "constant"  # or "cosine"
 
         def validate(self) -> None:
-            if self.teacher_epochs < 1 or self.epochs < 1 or self.lr <= 0 or not self.betas:
+            if (self.teacher_epochs or 1) < 1 or (self.epochs or 1) < 1 or self.lr <= 0 or not self.betas:
                 raise UserError("nad needs teacher_epochs, epochs >= 1, lr > 0 and at least one beta")
             if self.schedule not in ("constant", "cosine"):
                 raise UserError(f"nad schedule {self.schedule!r} is unknown: use constant or cosine")
@@ -117,8 +122,10 @@ class NAD(Method):
     def unlearn(self, model: nn.Module, task: UnlearnTask) -> Unlearned:
         c, dev, gen = self.config, task.device, task.generator
         clean = task.clean
+        t_epochs, epochs = (n if n is not None else capped(PHASE_EPOCHS, 2 * len(clean), task)
+                            for n in (c.teacher_epochs, c.epochs))
         teacher = copy.deepcopy(model)
-        fit(teacher, clean, TrainConfig(epochs=c.teacher_epochs, batch_size=c.batch_size, lr=c.lr,
+        fit(teacher, clean, TrainConfig(epochs=t_epochs, batch_size=c.batch_size, lr=c.lr,
                                         weight_decay=c.weight_decay, schedule=c.schedule, augment=True), dev, gen,
             desc="nad teacher", checkpoint=task.checkpoint)
         teacher.eval()
@@ -126,11 +133,11 @@ class NAD(Method):
         stages = attention_stages(model, probe, len(c.betas))
         betas = list(c.betas)[-len(stages):]
         opt = make_optimizer(model.parameters(), "sgd", c.lr, 0.9, c.weight_decay)
-        sched = make_scheduler(opt, c.schedule, c.epochs * math.ceil(len(clean) / c.batch_size))
+        sched = make_scheduler(opt, c.schedule, epochs * math.ceil(len(clean) / c.batch_size))
         s_cap, t_cap = _Capture(model, stages), _Capture(teacher, stages)
         step = 0
         try:
-            for epoch in progress(range(c.epochs), "nad", c.epochs):
+            for epoch in progress(range(epochs), "nad", epochs):
                 model.train()
                 for x, y in clean.batches(c.batch_size, dev, shuffle=True, generator=gen, augment=True):
                     loss = F.cross_entropy(model(x), y)
@@ -151,4 +158,4 @@ class NAD(Method):
             s_cap.remove()
             t_cap.remove()
         model.eval()
-        return Unlearned(model, {"stages": stages})
+        return Unlearned(model, {"stages": stages, "teacher_epochs": t_epochs, "epochs": epochs})

@@ -29,6 +29,8 @@ def summary_table(m: dict, name: str) -> str:
         extras.append(f"average gap {gap['avg']:.2f}")
     if "speedup" in m:
         extras.append(f"speed-up over retrain {m['speedup']:.1f}x")
+    elif "speedup_over_training" in m:
+        extras.append(f"speed-up over training the original {m['speedup_over_training']:.1f}x")
     if "der" in m:
         extras.append(f"DER {m['der']:.3f}")
     if extras:

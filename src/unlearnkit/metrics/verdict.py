@@ -177,12 +177,19 @@ def verdict(metrics: dict, scenario: str | None) -> dict | None:
 
 
 def _slower(m: dict) -> list[str]:
-    """Unlearning exists to be cheaper than retraining: a run that was not says so (speed-up below 1)."""
+    """Unlearning exists to be cheaper than retraining: a run that was not says so (speed-up below 1). Without a
+    retrained reference (every backdoor defence) the run is compared with the original's training time."""
     sp = m.get("speedup")
-    if not isinstance(sp, (int, float)) or not 0 < sp < 1:
+    if isinstance(sp, (int, float)):
+        if not 0 < sp < 1:
+            return []
+        return [f"SLOWER THAN RETRAINING: this run took {1 / sp:.1f}x the retraining's time (speed-up {sp:.2f}x); "
+                f"lower the method's epochs (--set epochs=N) or retrain instead"]
+    st = m.get("speedup_over_training")
+    if not isinstance(st, (int, float)) or not 0 < st < 1:
         return []
-    return [f"SLOWER THAN RETRAINING: this run took {1 / sp:.1f}x the retraining's time (speed-up {sp:.2f}x); "
-            f"lower the method's epochs (--set epochs=N) or retrain instead"]
+    return [f"SLOWER THAN TRAINING: this run took {1 / st:.1f}x the time training the original model took; "
+            f"lower the method's budget (--set epochs=N, or its iterations / steps)"]
 
 
 def format_verdict(v: dict | None) -> str:

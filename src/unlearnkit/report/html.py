@@ -273,6 +273,10 @@ def _verdict(meta: dict, m: dict) -> str:
         sp = m["speedup"]
         extras.append(f"<b>{num(sp, 1)}×</b> faster than retraining" if sp >= 1 else
                       f"<b>slower than retraining</b> ({num(1 / sp, 1)}× its time)" if sp > 0 else "")
+    elif "speedup_over_training" in m:
+        st = m["speedup_over_training"]
+        extras.append(f"<b>{num(st, 1)}×</b> faster than training the original" if st >= 1 else
+                      f"<b>slower than training the original</b> ({num(1 / st, 1)}× its time)" if st > 0 else "")
     if extras:
         tail = ", ".join(extras)
         s += " " + tail[0].upper() + tail[1:] + "."
@@ -318,6 +322,12 @@ def _cards(m: dict) -> str:
         cards.append(f'<div class="stat {_speed_class(sp)}"><div class="k">{what}</div><div class="v">'
                      f'{num(sp, 1)}<small>×</small></div><div class="s">{secs(m.get("seconds"))} vs '
                      f'{secs(r.get("seconds"))} retraining</div></div>')
+    elif "speedup_over_training" in m:
+        st = m["speedup_over_training"]
+        what = "speed-up over training" if st >= 1 else "slower than training"
+        cards.append(f'<div class="stat {_speed_class(st)}"><div class="k">{what}</div><div class="v">'
+                     f'{num(st, 1)}<small>×</small></div><div class="s">{secs(m.get("seconds"))} vs '
+                     f'{secs(m["seconds"] * st if m.get("seconds") else None)} training the original</div></div>')
     return f'<div class="stats">{"".join(cards)}</div>' if cards else ""
 
 
