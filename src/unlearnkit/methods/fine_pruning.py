@@ -117,7 +117,7 @@ class FinePruning(Method):
         with torch.no_grad():
             linear.weight.mul_(cols)
         handle = linear.weight.register_hook(lambda g: g * cols)
-        epochs = c.epochs if c.epochs is not None else capped(FT_EPOCHS, len(clean), task)
+        epochs = c.epochs if c.epochs is not None else default_epochs(task)
         try:
             if epochs:
                 fit(model, clean, TrainConfig(epochs=epochs, batch_size=c.batch_size, lr=c.lr,
@@ -132,3 +132,8 @@ class FinePruning(Method):
                                  "judged_on": "held-out slice" if task.guard is not None else "clean set",
                                  "acc_before": round(base, 4),
                                  "acc_pruned": round(acc_after, 4)})
+
+
+def default_epochs(task: UnlearnTask) -> int:
+    """The default fine-tuning after pruning: BackdoorBench's 100 epochs on the clean set, `_steps.capped`."""
+    return capped(FT_EPOCHS, len(task.clean), task)

@@ -12,7 +12,7 @@ batch 256, cosine schedule, crop + flip: a 2,500-image clean set needs that many
 pathway is overwritten (10 epochs leave BadNets at 96% ASR on CIFAR-10 / PreAct-ResNet18, see BENCHMARKS.md).
 Those 100 epochs are 5% of a 100-epoch CIFAR-10 model's training; after a short recipe (3 epochs of
 Fashion-MNIST) they cost more than training the model, so the default is capped at a quarter of the original's
-sample passes (`_steps.capped`: 18 epochs on 2,250 images after 3 epochs on 54,000). `--set epochs=N
+sample passes (`_steps.capped`: 17 epochs on 2,250 images after 3 epochs on 53,999). `--set epochs=N
 batch_size=B` overrides either.
 """
 
@@ -49,7 +49,7 @@ class FineTune(Method):
         c = self.config
         backdoor = task.scenario == "backdoor"
         data = task.clean if backdoor else task.retain
-        epochs = c.epochs if c.epochs is not None else capped(BACKDOOR_EPOCHS, len(data), task) if backdoor else \
+        epochs = c.epochs if c.epochs is not None else backdoor_epochs(task) if backdoor else \
             unlearn_epochs(task.train_config.epochs)
         batch = c.batch_size if c.batch_size is not None else BACKDOOR_BATCH if backdoor else UNLEARN_BATCH
         cfg = TrainConfig(epochs=epochs, batch_size=batch, lr=c.lr, optimizer=c.optimizer,
@@ -57,6 +57,11 @@ class FineTune(Method):
         fit(model, data, cfg, task.device, task.generator, desc="finetune",
             on_epoch=lambda m, e: task.watch(m, f"epoch {e}"), checkpoint=task.checkpoint)
         return Unlearned(model, {"epochs": epochs, "batch_size": batch})
+
+
+def backdoor_epochs(task: UnlearnTask) -> int:
+    """The default backdoor budget: BackdoorBench's 100 epochs on the clean set, capped by `_steps.capped`."""
+    return capped(BACKDOOR_EPOCHS, len(task.clean), task)
 
 
 def unlearn_epochs(original_epochs: int) -> int:

@@ -122,8 +122,7 @@ class NAD(Method):
     def unlearn(self, model: nn.Module, task: UnlearnTask) -> Unlearned:
         c, dev, gen = self.config, task.device, task.generator
         clean = task.clean
-        t_epochs, epochs = (n if n is not None else capped(PHASE_EPOCHS, 2 * len(clean), task)
-                            for n in (c.teacher_epochs, c.epochs))
+        t_epochs, epochs = (n if n is not None else phase_epochs(task) for n in (c.teacher_epochs, c.epochs))
         teacher = copy.deepcopy(model)
         fit(teacher, clean, TrainConfig(epochs=t_epochs, batch_size=c.batch_size, lr=c.lr,
                                         weight_decay=c.weight_decay, schedule=c.schedule, augment=True), dev, gen,
@@ -159,3 +158,8 @@ class NAD(Method):
             t_cap.remove()
         model.eval()
         return Unlearned(model, {"stages": stages, "teacher_epochs": t_epochs, "epochs": epochs})
+
+
+def phase_epochs(task: UnlearnTask) -> int:
+    """The default epochs of each phase (teacher, student): BackdoorBench's 10, the two together `_steps.capped`."""
+    return capped(PHASE_EPOCHS, 2 * len(task.clean), task)
