@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="folder for the pages and their screenshots")
     ap.add_argument("--work", help="folder for the runs (default: a temporary folder)")
     a = ap.parse_args()
-    out = Path(a.out)
+    out = Path(a.out).resolve()  # Chromium takes file:// URIs, which must be absolute
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(a.work) if a.work else Path(tmp)

@@ -92,6 +92,9 @@ def test_page_is_self_contained_and_shows_every_section(runs):
         assert section.index(f'id="verdict-{i}"') < section.index('class="lede"')
         status = json.loads((runs[f"f{i + 1}"] / "metrics.json").read_text())["verdict"]["status"]
         assert f"Verdict: {status.upper()}" in section.split("</div>")[0]
+    # a run without a retrained reference is timed against training the original instead (f2; f1 has retraining)
+    run0, run1 = html.split('id="run-1"')[0].split('id="run-0"')[1], html.split('id="run-1"')[1].split('id="run-2"')[0]
+    assert "training the original" in run1 and "training the original" not in run0 and "retraining" in run0
 
 
 def compare_tables(page: Path) -> list[str]:
