@@ -291,3 +291,15 @@ def test_guard_lets_a_defence_dip_and_recover_but_stops_a_collapse():
     collapse = run([88, 12, 9, 11, 60, 87, 87])
     assert collapse.stopped and "3 checkpoints in a row" in collapse.stopped and collapse.restored
     assert [p["at"] for p in collapse.curve] == ["start", "epoch 1", "epoch 2", "epoch 3", "final"]
+
+
+@pytest.mark.parametrize("method,setting", [("nad", "teacher_epochs=0"), ("nad", "epochs=0"), ("anp", "iterations=0"),
+                                            ("fine-pruning", "epochs=-1")])
+def test_a_budget_set_out_of_range_is_refused_while_unset_means_the_capped_default(method, setting):
+    """The budgets became Optional (None: the capped default); a 0 the user writes must still be refused."""
+    from unlearnkit.methods.base import make_config
+
+    cls = METHODS.get(method)
+    with pytest.raises(UserError):
+        make_config(cls, [setting])
+    make_config(cls, [])

@@ -88,7 +88,8 @@ class ANP(Method):
                 raise UserError(f"anp prune_by {self.prune_by!r} is unknown: use {', '.join(PRUNE_BY)}")
             if not 0 < self.acc_ratio < 1:
                 raise UserError(f"anp acc_ratio {self.acc_ratio} must be in (0, 1): e.g. 0.1")
-            if (self.iterations or 1) < 1 or self.steps < 1 or self.eps < 0 or not 0 <= self.alpha <= 1:
+            if (self.iterations is not None and self.iterations < 1) or self.steps < 1 or self.eps < 0 \
+                    or not 0 <= self.alpha <= 1:
                 raise UserError("anp needs iterations, steps >= 1, eps >= 0 and alpha in [0, 1]")
 
     def iterations(self, task: UnlearnTask) -> int:

@@ -90,7 +90,7 @@ class FinePruning(Method):
 
         def validate(self) -> None:
             if not (0 < self.prune_step <= 1 and 0 <= self.max_prune < 1 and self.acc_ratio > 0
-                    and (self.epochs or 0) >= 0):
+                    and (self.epochs is None or self.epochs >= 0)):
                 raise UserError("fine-pruning needs prune_step in (0, 1], max_prune in [0, 1), acc_ratio > 0, "
                                 "epochs >= 0")
 

@@ -114,7 +114,8 @@ class NAD(Method):
         schedule: str = "constant"  # or "cosine"
 
         def validate(self) -> None:
-            if (self.teacher_epochs or 1) < 1 or (self.epochs or 1) < 1 or self.lr <= 0 or not self.betas:
+            if any(n is not None and n < 1 for n in (self.teacher_epochs, self.epochs)) or self.lr <= 0 \
+                    or not self.betas:
                 raise UserError("nad needs teacher_epochs, epochs >= 1, lr > 0 and at least one beta")
             if self.schedule not in ("constant", "cosine"):
                 raise UserError(f"nad schedule {self.schedule!r} is unknown: use constant or cosine")
