@@ -159,3 +159,19 @@ def test_folders_suite_builds_its_image_folder_once_and_runs_a_cell(tmp_path, mo
                      "classes=3 per_class=6 test_per_class=3 size=16 arch=cnn-small epochs=2"]) == 0
     table = (out / "matrix.md").read_text()
     assert "| c3-n6-t3-s16-f1-x0 | cnn-small | adversarial |" in table and "Targets (issue 21)" in table
+
+
+def test_two_processes_asking_for_the_same_cached_original_train_it_once(tmp_path):
+    """The parallel backdoor script's clean-only process and an attack process both asked for the clean model; both
+    trained it into the same `.partial` folder and the slower one failed (`FileNotFoundError`) when the other
+    finished. Now the second waits for the first and reads its run."""
+    code = ("import sys; from pathlib import Path; from unlearnkit.bench.runner import cached_original; "
+            "p = cached_original(Path(sys.argv[1]), 'digits', 'cnn-small', {'epochs': 3, 'batch_size': 64}, 0); "
+            "print(p)")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-1500:] for o in outs]
+    assert outs[0][0] == outs[1][0] and (Path(outs[0][0].strip()) / "metrics.json").is_file()
+    assert sum("training original" in o[1] for o in outs) == 1  # one trained it, the other waited and reused it

@@ -10,13 +10,15 @@ setting share the cost), runs every row through `pipeline.forget`, and writes:
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,14 +169,34 @@ def original_path(cache: Path, data: str, arch: str, train: dict, seed: int) -> 
     return cache / f"{data.replace(':', '_').replace('/', '_')}-{arch}-{_hash(recipe)}-s{seed}"
 
 
+@contextmanager
+def made_once(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock named after the cached run `path` while it is checked and made.
+
+    Why: parallel bench processes can need the same cached model at once (benchmarks/bench_backdoor_parallel.sh
+    trains each seed's clean model in one process while the attack processes ask for it to price the attacks);
+    without the lock both trained it into the same `.partial` folder and one failed when the other finished. The
+    second now waits, then finds the finished run."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.bench-lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def cached_original(cache: Path, data: str, arch: str, train: dict, seed: int) -> Path:
     """Train (once) the original model for this recipe and seed; later calls reuse it."""
     from ..pipeline import train as train_fn
 
     path = original_path(cache, data, arch, train, seed)
-    if not (path / "metrics.json").is_file():
-        say(f"bench: training original {path.name}")
-        train_fn(data, arch, path, seed=seed, overwrite=path.exists(), resume=True, **train)
+    if (path / "metrics.json").is_file():
+        return path
+    with made_once(path):
+        if not (path / "metrics.json").is_file():
+            say(f"bench: training original {path.name}")
+            train_fn(data, arch, path, seed=seed, overwrite=path.exists(), resume=True, **train)
     return path
 
 
@@ -188,9 +210,12 @@ def cached_reference(cache: Path, original: Path, request: dict, seed: int) -> P
     from ..pipeline import forget
 
     path = reference_path(original, request)
-    if not (path / "metrics.json").is_file():
-        say(f"bench: retraining reference {path.name}")
-        forget(original, "retrain", path, seed=seed, overwrite=path.exists(), resume=True, **request)
+    if (path / "metrics.json").is_file():
+        return path
+    with made_once(path):
+        if not (path / "metrics.json").is_file():
+            say(f"bench: retraining reference {path.name}")
+            forget(original, "retrain", path, seed=seed, overwrite=path.exists(), resume=True, **request)
     return path
 
 

@@ -188,7 +188,8 @@ def _slower(m: dict) -> list[str]:
     st = m.get("speedup_over_training")
     if not isinstance(st, (int, float)) or not 0 < st < 1:
         return []
-    return [f"SLOWER THAN TRAINING: this run took {1 / st:.1f}x the time training the original model took; "
+    times = f"{1 / st:.1f}" if 1 / st >= 1.05 else f"{1 / st:.2f}"  # never "1.0x" for a run that was slower
+    return [f"SLOWER THAN TRAINING: this run took {times}x the time training the original model took; "
             f"lower the method's budget (--set epochs=N, or its iterations / steps)"]
 
 
