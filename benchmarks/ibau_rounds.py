@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
 import time
+from typing import NoReturn
 
 import torch
 
@@ -61,6 +63,12 @@ def where_delta_sends(method, model, batches, delta) -> tuple[float, list[int], 
     return round(100.0 * float((preds != base).float().mean()), 2), hist, [round(c, 2) for c in corners]
 
 
+def bad_input(message: str) -> NoReturn:
+    """The one-line error for a bad --variant, exit code 2 (as the CLI's)."""
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
+
+
 def exact_trigger(label: str, settings: str, original: torch.nn.Module, clean, trigger, probe, x_bd: torch.Tensor,
                   y_bd: torch.Tensor, seed: int) -> None:
     """The bound on any trigger-unlearning defence: the outer step with the attack's own trigger instead of the
@@ -76,7 +84,13 @@ def exact_trigger(label: str, settings: str, original: torch.nn.Module, clean, t
 
     given = parse_untyped(settings.split(), flag="--variant", example="lr=0.003")
     cfg = {"lr": 0.003, "portion": 0.5, "passes": 1, "batch": 100, "train": 0, "augment": 0, "cosine": 0, "wd": 0.0,
-           "every": 1, **{k: float(v) for k, v in given.items()}}
+           "every": 1}
+    unknown = sorted(set(given) - set(cfg))
+    if unknown:
+        bad_input(f"--variant {label}: unknown setting(s) {', '.join(unknown)}: use {', '.join(cfg)}")
+    cfg.update({k: float(v) for k, v in given.items()})
+    if min(cfg["passes"], cfg["batch"], cfg["every"]) < 1:
+        bad_input(f"--variant {label}: passes, batch and every must be >= 1")
     passes = int(cfg["passes"])
     model = copy.deepcopy(original)
     opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=0.9, weight_decay=cfg["wd"])

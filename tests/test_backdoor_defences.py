@@ -192,6 +192,8 @@ def test_a_defence_slower_than_training_the_original_says_so(backdoored, tmp_pat
     slow = verdict({"asr": 50.0, "clean_acc": 90.0, "speedup_over_training": 0.4}, "backdoor")
     assert any(w.startswith("SLOWER THAN TRAINING") and "2.5x" in w for w in slow["warnings"])
     assert not verdict({"asr": 50.0, "clean_acc": 90.0, "speedup_over_training": 3.0}, "backdoor")["warnings"]
+    just = verdict({"asr": 50.0, "clean_acc": 90.0, "speedup_over_training": 0.97}, "backdoor")["warnings"]
+    assert "took 1.03x" in just[0]  # never "1.0x" for a run that was slower
     both = verdict({"asr": 5.0, "speedup": 2.0, "speedup_over_training": 0.5, "reference": {"asr": 5.0}},
                    "backdoor")  # a retrained reference, where there is one, is what the run is judged against
     assert not any(w.startswith("SLOWER") for w in both["warnings"])
@@ -303,3 +305,40 @@ def test_a_budget_set_out_of_range_is_refused_while_unset_means_the_capped_defau
     with pytest.raises(UserError):
         make_config(cls, [setting])
     make_config(cls, [])
+
+
+def test_an_imported_model_without_its_recipe_is_not_capped_by_a_made_up_one(backdoored, tmp_path):
+    """Review of issue 22: `import` without --epochs records our default recipe (5 epochs), not how the model was
+    trained; a downloaded 200-epoch model must keep the references' budgets. With --epochs the cap applies, and a
+    forget run carries the flag down the chain. A retrained reference is not timed against training (1x by design)."""
+    from unlearnkit.engine.rundir import load_run
+    from unlearnkit.forgetting import build_task, parse_request
+    from unlearnkit.pipeline import import_checkpoint
+    from unlearnkit.rundata import load_run_data
+
+    sizes = {}
+    for name, epochs in (("bare", None), ("stated", 10)):
+        run = import_checkpoint(backdoored / "model.safetensors", "cnn-small", "digits", tmp_path / name, epochs=epochs)
+        src = load_run(run)
+        bundle = load_run_data(src.meta)
+        req = parse_request(src.meta, bundle, forget_class="1")
+        sizes[name] = build_task(src.meta, bundle, req, frozenset({"retain"}), 0).train_size
+        assert src.meta.recipe_known == (epochs is not None)
+    assert sizes["bare"] == 0 and sizes["stated"] > 1000
+    chained = forget(tmp_path / "bare", "finetune", tmp_path / "chained", forget_class="1", settings={"epochs": 1})
+    assert json.loads((chained / "meta.json").read_text())["recipe_known"] is False
+    ref = forget(tmp_path / "stated", "retrain", tmp_path / "retrained", forget_class="1", settings={"epochs": 1})
+    assert "speedup_over_training" not in json.loads((ref / "metrics.json").read_text())
+
+
+def test_a_hand_edited_training_seconds_is_a_one_line_error(backdoored, tmp_path):
+    import shutil
+
+    from unlearnkit.engine.rundir import load_run
+
+    run = tmp_path / "edited"
+    shutil.copytree(backdoored, run)
+    meta = json.loads((run / "meta.json").read_text())
+    (run / "meta.json").write_text(json.dumps({**meta, "training_seconds": "fast"}))
+    with pytest.raises(UserError, match="training_seconds must be a number"):
+        load_run(run)

@@ -155,6 +155,7 @@ def import_checkpoint(checkpoint: str | Path, arch: str, data: str = "digits", o
         "normalization": {"mean": list(bundle.mean), "std": list(bundle.std)},
         "data": data_ref(bundle.spec, data_root, image_size, val_fraction), "train": cfg.to_dict(), "seed": seed,
         "source": {"checkpoint": str(Path(checkpoint).resolve()), "sha256": file_digest(checkpoint)},
+        "recipe_known": epochs is not None,  # without --epochs the recipe is our default, not how it was trained
     })
     device = get_device()
     model = new_model_fn(meta)()

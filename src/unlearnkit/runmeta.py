@@ -149,6 +149,13 @@ class RunMeta(dict):
         return None if s is None else float(s)
 
     @property
+    def recipe_known(self) -> bool:
+        """Whether `recipe` is how the model at the root of this run's chain was trained: always for a trained
+        run; for an imported one only when `import` was told its epochs (else the recipe is our default, and a
+        method's default budget must not be capped by it)."""
+        return bool(self.get("recipe_known", self.kind == "train"))
+
+    @property
     def training_seconds(self) -> float | None:
         """How long training the model at the root of this run's chain took: what retraining costs, roughly (a
         trained run's own `seconds`; a forget run carries its input's; None for an imported model)."""

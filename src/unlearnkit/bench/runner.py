@@ -10,7 +10,6 @@ setting share the cost), runs every row through `pipeline.forget`, and writes:
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -177,6 +176,8 @@ def made_once(path: Path) -> Iterator[None]:
     trains each seed's clean model in one process while the attack processes ask for it to price the attacks);
     without the lock both trained it into the same `.partial` folder and one failed when the other finished. The
     second now waits, then finds the finished run."""
+    import fcntl  # POSIX; imported here so that the rest of the bench runner imports anywhere
+
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.parent / f".{path.name}.bench-lock", "a+") as f:
         fcntl.flock(f, fcntl.LOCK_EX)

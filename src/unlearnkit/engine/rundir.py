@@ -192,8 +192,9 @@ def _meta_problem(m: dict) -> str | None:
         return "scenario does not match forget"
     if m.get("poison") is not None and not isinstance(m["poison"], dict):
         return "poison must be an object"
-    if m.get("seconds") is not None and not _is_num(m["seconds"]):
-        return "seconds must be a number"
+    for key in ("seconds", "training_seconds"):
+        if m.get(key) is not None and not _is_num(m[key]):
+            return f"{key} must be a number"
     return None
 
 

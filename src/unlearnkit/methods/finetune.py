@@ -38,8 +38,7 @@ class FineTune(Method):
 
     @dataclass
     class Config:
-        epochs: int | None = None  # None: a quarter of the original's (1..10) to unlearn; for a backdoor 100, at
-        # most a quarter of the original's sample passes
+        epochs: int | None = None  # None: unlearn 1/4 of the original's (1..10); backdoor 100, capped at 1/4
         lr: float = 0.01
         batch_size: int | None = None  # None: 128 to unlearn, 256 to remove a backdoor
         optimizer: str = "sgd"

@@ -4,6 +4,7 @@ writes log.txt, needs nothing from the report package)."""
 from __future__ import annotations
 
 from .registry import ordered
+from .verdict import ratio
 
 
 def _keys() -> list[tuple[str, str]]:
@@ -28,9 +29,9 @@ def summary_table(m: dict, name: str) -> str:
     if "avg" in gap:
         extras.append(f"average gap {gap['avg']:.2f}")
     if "speedup" in m:
-        extras.append(f"speed-up over retrain {m['speedup']:.1f}x")
+        extras.append(f"speed-up over retrain {ratio(m['speedup'])}x")
     elif "speedup_over_training" in m:
-        extras.append(f"speed-up over training the original {m['speedup_over_training']:.1f}x")
+        extras.append(f"speed-up over training the original {ratio(m['speedup_over_training'])}x")
     if "der" in m:
         extras.append(f"DER {m['der']:.3f}")
     if extras:

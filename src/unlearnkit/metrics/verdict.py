@@ -27,7 +27,8 @@ Without a reference, absolute thresholds:
 
 Between a pass and a fail threshold the verdict is "inconclusive". Utility losses (retain_acc, test_acc
 or clean_acc more than UTILITY_DROP (10) points below the reference, or the original without one) are
-listed as `warnings`, as is a run slower than retraining (`speedup` below 1).
+listed as `warnings`, as is a run slower than retraining (`speedup` below 1), or, without a retrained reference,
+slower than training the original (`speedup_over_training` below 1).
 
 "unchanged" overrides the checks above: the unlearned model predicts the same class as the original on every
 test, retain and forget image (`agreement_with_original` 100), so nothing was forgotten, even where the original
@@ -188,9 +189,13 @@ def _slower(m: dict) -> list[str]:
     st = m.get("speedup_over_training")
     if not isinstance(st, (int, float)) or not 0 < st < 1:
         return []
-    times = f"{1 / st:.1f}" if 1 / st >= 1.05 else f"{1 / st:.2f}"  # never "1.0x" for a run that was slower
-    return [f"SLOWER THAN TRAINING: this run took {times}x the time training the original model took; "
+    return [f"SLOWER THAN TRAINING: this run took {ratio(1 / st)}x the time training the original model took; "
             f"lower the method's budget (--set epochs=N, or its iterations / steps)"]
+
+
+def ratio(r: float) -> str:
+    """A speed ratio for people: one decimal, two near 1, so that a run just slower never reads "1.0x"."""
+    return f"{r:.1f}" if abs(r - 1) >= 0.05 else f"{r:.2f}"
 
 
 def format_verdict(v: dict | None) -> str:

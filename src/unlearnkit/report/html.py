@@ -24,6 +24,7 @@ from ..engine.progress import say
 from ..engine.rundir import LOG_FILE, Run, load_run
 from ..errors import UserError
 from ..metrics import registry as metric_registry
+from ..metrics.verdict import ratio
 from ..runmeta import RunMeta
 from . import plots
 from .figures import (
@@ -159,7 +160,7 @@ def _comparison_group(task: str, members: list[tuple[int, str, Run]]) -> str:
         rows.append(f'<tr><th><a href="#run-{i}">{e(label)}</a></th><td>{e(method_name(r.meta))}</td>'
                     f'<td class="vcell v-{e(status.replace(" ", "-"))}">{e(status)}</td>{cells}'
                     f'<td class="{gap_class(g)}">{num(g)}{star}</td>'
-                    f'<td class="{_speed_class(sp)}">{num(sp, 1)}</td></tr>')
+                    f'<td class="{_speed_class(sp)}">{_times(sp)}</td></tr>')
     chart = ""
     if len(members) > 1:
         chart_keys = [k for k in _card_keys() if any(k in r.metrics for _, _, r in members)]  # all in percent
@@ -169,6 +170,11 @@ def _comparison_group(task: str, members: list[tuple[int, str, Run]]) -> str:
     return f"""<div class="group"><h3>{e(task)}</h3>
 <table class="metrics compare"><thead><tr><th>run</th><th>method</th><th>verdict</th>{head}
 <th>avg gap</th><th>speed-up</th></tr></thead><tbody>{"".join(rows)}</tbody></table>{chart}</div>"""
+
+
+def _times(v) -> str:
+    """A speed ratio (`metrics.verdict.ratio`: never "1.0" for a run just slower), or num's dash when missing."""
+    return ratio(v) if isinstance(v, (int, float)) else num(v, 1)
 
 
 def _speed_class(sp) -> str:
@@ -271,12 +277,12 @@ def _verdict(meta: dict, m: dict) -> str:
         extras.append(f"average gap to retraining <b>{num(m['gap']['avg'])}</b>")
     if "speedup" in m:
         sp = m["speedup"]
-        extras.append(f"<b>{num(sp, 1)}×</b> faster than retraining" if sp >= 1 else
-                      f"<b>slower than retraining</b> ({num(1 / sp, 1)}× its time)" if sp > 0 else "")
+        extras.append(f"<b>{_times(sp)}×</b> faster than retraining" if sp >= 1 else
+                      f"<b>slower than retraining</b> ({_times(1 / sp)}× its time)" if sp > 0 else "")
     elif "speedup_over_training" in m:
         st = m["speedup_over_training"]
-        extras.append(f"<b>{num(st, 1)}×</b> faster than training the original" if st >= 1 else
-                      f"<b>slower than training the original</b> ({num(1 / st, 1)}× its time)" if st > 0 else "")
+        extras.append(f"<b>{_times(st)}×</b> faster than training the original" if st >= 1 else
+                      f"<b>slower than training the original</b> ({_times(1 / st)}× its time)" if st > 0 else "")
     if extras:
         tail = ", ".join(extras)
         s += " " + tail[0].upper() + tail[1:] + "."
@@ -320,13 +326,13 @@ def _cards(m: dict) -> str:
         sp = m["speedup"]
         what = "speed-up" if not isinstance(sp, (int, float)) or sp >= 1 else "slower than retraining"
         cards.append(f'<div class="stat {_speed_class(sp)}"><div class="k">{what}</div><div class="v">'
-                     f'{num(sp, 1)}<small>×</small></div><div class="s">{secs(m.get("seconds"))} vs '
+                     f'{_times(sp)}<small>×</small></div><div class="s">{secs(m.get("seconds"))} vs '
                      f'{secs(r.get("seconds"))} retraining</div></div>')
     elif "speedup_over_training" in m:
         st = m["speedup_over_training"]
         what = "speed-up over training" if st >= 1 else "slower than training"
         cards.append(f'<div class="stat {_speed_class(st)}"><div class="k">{what}</div><div class="v">'
-                     f'{num(st, 1)}<small>×</small></div><div class="s">{secs(m.get("seconds"))} vs '
+                     f'{_times(st)}<small>×</small></div><div class="s">{secs(m.get("seconds"))} vs '
                      f'{secs(m["seconds"] * st if m.get("seconds") else None)} training the original</div></div>')
     return f'<div class="stats">{"".join(cards)}</div>' if cards else ""
 
