@@ -187,6 +187,7 @@ def test_a_defence_slower_than_training_the_original_says_so(backdoored, tmp_pat
     meta = json.loads((out / "meta.json").read_text())
     trained = json.loads((backdoored / "meta.json").read_text())["seconds"]
     assert meta["training_seconds"] == trained
+    assert meta["training_machine"] == meta["machine"]
     assert m["speedup_over_training"] == pytest.approx(trained / m["seconds"], rel=1e-3)
     assert evaluate(out)["speedup_over_training"] == m["speedup_over_training"]
     slow = verdict({"asr": 50.0, "clean_acc": 90.0, "speedup_over_training": 0.4}, "backdoor")
@@ -329,6 +330,27 @@ def test_an_imported_model_without_its_recipe_is_not_capped_by_a_made_up_one(bac
     assert json.loads((chained / "meta.json").read_text())["recipe_known"] is False
     ref = forget(tmp_path / "stated", "retrain", tmp_path / "retrained", forget_class="1", settings={"epochs": 1})
     assert "speedup_over_training" not in json.loads((ref / "metrics.json").read_text())
+
+
+def test_a_run_is_timed_against_training_only_on_the_machine_that_trained(backdoored, tmp_path):
+    """Seconds from two kinds of machine say nothing about a method: the original's machine is recorded with its
+    training time and carried down the chain, and `speedup_over_training` is left out when the defence ran
+    elsewhere (e.g. a model trained on a GPU, cleaned on a laptop)."""
+    import shutil
+
+    from unlearnkit.engine.device import machine
+
+    here = machine()
+    assert json.loads((backdoored / "meta.json").read_text())["machine"] == here
+    moved = tmp_path / "trained-elsewhere"
+    shutil.copytree(backdoored, moved)
+    meta = json.loads((moved / "meta.json").read_text())
+    (moved / "meta.json").write_text(json.dumps({**meta, "machine": "16-core Other CPU, cuda (NVIDIA H100)"}))
+    out = forget(moved, "ibau", tmp_path / "ibau", backdoor=True, clean_size=60, settings={"rounds": 1})
+    got = json.loads((out / "meta.json").read_text())
+    assert (got["machine"], got["training_machine"]) == (here, "16-core Other CPU, cuda (NVIDIA H100)")
+    assert "speedup_over_training" not in json.loads((out / "metrics.json").read_text())
+    assert "speedup_over_training" not in evaluate(out)
 
 
 def test_a_hand_edited_training_seconds_is_a_one_line_error(backdoored, tmp_path):

@@ -17,7 +17,7 @@ from torch import nn
 from .data import DataBundle, ForgetSpec, Split, parse_forget_spec
 from .engine import distributed, runlog
 from .engine.checkpoint import Scope, checkpointing
-from .engine.device import get_device
+from .engine.device import get_device, machine
 from .engine.evaluate import Predictions, compare, evaluate_model
 from .engine.progress import say
 from .engine.rundir import Run, RunWriter, load_run, versions
@@ -315,6 +315,9 @@ def add_training_speedup(metrics: dict, meta: RunMeta) -> None:
     """A forget run's speed-up over training the original model (its training seconds / the run's): what the run's
     cost is judged against when no retrained reference measured retraining (a backdoor defence never has one)."""
     t, s = meta.training_seconds, metrics.get("seconds")
+    there, here = meta.training_machine, meta.get("machine")
+    if there and here and there != here:  # seconds from two kinds of machine say nothing about the method
+        return
     if meta.is_forget and meta.method_name != "retrain" and t and s:  # retraining costs about 1x by design
         metrics["speedup_over_training"] = round(t / s, 4)
 
@@ -342,9 +345,10 @@ def forget_meta(src: Run, req: Request, method: str, config: dict, seed: int, se
                  clean_size: int | None) -> RunMeta:
     """The meta.json of a forget run: its parent's, with what this run did (the parent's timing, reference and
     versions are the parent's own, so they are dropped)."""
-    meta = RunMeta({k: v for k, v in src.meta.items() if k not in ("seconds", "reference", "versions")})
+    meta = RunMeta({k: v for k, v in src.meta.items() if k not in ("seconds", "reference", "versions", "machine")})
     meta.update({"kind": "forget", "parent": str(src.path.resolve()), "parent_seconds": src.meta.seconds,
-                 "training_seconds": src.meta.training_seconds, "recipe_known": src.meta.recipe_known,
+                 "training_seconds": src.meta.training_seconds, "training_machine": src.meta.training_machine,
+                 "machine": machine(), "recipe_known": src.meta.recipe_known,
                  "scenario": req.scenario, "forget": req.spec.to_dict() if req.spec else None,
                  "method": {"name": method, "config": config}, "seed": seed, "seconds": round(seconds, 3),
                  "versions": versions()})

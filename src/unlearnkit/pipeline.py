@@ -14,7 +14,7 @@ import torch
 
 from .data import load_dataset
 from .engine.checkpoint import checkpointing
-from .engine.device import PRECISIONS, get_device
+from .engine.device import PRECISIONS, get_device, machine
 from .engine.evaluate import compare, evaluate_model
 from .engine.progress import say
 from .engine.rundir import Run, RunWriter, load_run, versions
@@ -86,7 +86,7 @@ def train(data: str = "digits", arch: str = "cnn-small", out: str | Path = "runs
             say(f"warning: {w}")
         if warnings:
             metrics["warnings"] = warnings
-        meta["versions"] = versions()
+        meta["versions"], meta["machine"] = versions(), machine()
         writer.save_model(model)
         writer.write_json("meta.json", meta)
         writer.write_json("metrics.json", metrics)

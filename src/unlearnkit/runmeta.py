@@ -163,6 +163,13 @@ class RunMeta(dict):
         return None if s is None else float(s)
 
     @property
+    def training_machine(self) -> str | None:
+        """The machine `training_seconds` was measured on (`engine.device.machine`; None for runs made before it
+        was recorded, and for imported models)."""
+        return self.get("machine") if self.kind == "train" else self.get("training_machine") if self.is_forget \
+            else None
+
+    @property
     def reference(self) -> str | None:
         """"reference" when the retrained model lives inside the run, else the path of the one it was compared with."""
         return self.get("reference")

@@ -10,7 +10,6 @@ import io
 import json
 import math
 import os
-import platform
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,16 +24,10 @@ def machine_description() -> str:
     """E.g. '2-core Intel(R) Xeon(R) Processor, no GPU, torch 2.x'."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from ..engine.device import cpu_name
+
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{os.cpu_count()}-core {cpu}, {gpu}, torch {torch.__version__}"
+    return f"{os.cpu_count()}-core {cpu_name()}, {gpu}, torch {torch.__version__}"
 
 
 

@@ -95,6 +95,26 @@ def device_name() -> str:
     return device.type
 
 
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (else `platform`'s guess), e.g. 'AMD EPYC 7B13'."""
+    import platform
+    from pathlib import Path
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    """What a run's seconds were measured on, e.g. '2-core AMD EPYC 7B13, cpu': recorded in meta.json so that the
+    times of two runs are compared only when they ran on the same kind of machine."""
+    return f"{os.cpu_count()}-core {cpu_name()}, {device_name()}"
+
+
 def is_main_process() -> bool:
     """True on rank 0 (the only process that writes files)."""
     return _state().is_main_process

@@ -195,6 +195,9 @@ def _meta_problem(m: dict) -> str | None:
     for key in ("seconds", "training_seconds"):
         if m.get(key) is not None and not _is_num(m[key]):
             return f"{key} must be a number"
+    for key in ("machine", "training_machine"):
+        if m.get(key) is not None and not isinstance(m[key], str):
+            return f"{key} must be a string"
     return None
 
 
