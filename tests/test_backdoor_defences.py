@@ -351,6 +351,14 @@ def test_a_run_is_timed_against_training_only_on_the_machine_that_trained(backdo
     assert (got["machine"], got["training_machine"]) == (here, "16-core Other CPU, cuda (NVIDIA H100)")
     assert "speedup_over_training" not in json.loads((out / "metrics.json").read_text())
     assert "speedup_over_training" not in evaluate(out)
+    again = forget(out, "ibau", tmp_path / "again", backdoor=True, clean_size=60, settings={"rounds": 1})
+    assert json.loads((again / "meta.json").read_text())["training_machine"] == got["training_machine"]
+
+    old = tmp_path / "recorded-before-machines"  # a run made before machines were recorded keeps its figure
+    shutil.copytree(backdoored, old)
+    (old / "meta.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "machine"}))
+    out = forget(old, "ibau", tmp_path / "ibau-old", backdoor=True, clean_size=60, settings={"rounds": 1})
+    assert "speedup_over_training" in json.loads((out / "metrics.json").read_text())
 
 
 def test_a_hand_edited_training_seconds_is_a_one_line_error(backdoored, tmp_path):
@@ -363,4 +371,7 @@ def test_a_hand_edited_training_seconds_is_a_one_line_error(backdoored, tmp_path
     meta = json.loads((run / "meta.json").read_text())
     (run / "meta.json").write_text(json.dumps({**meta, "training_seconds": "fast"}))
     with pytest.raises(UserError, match="training_seconds must be a number"):
+        load_run(run)
+    (run / "meta.json").write_text(json.dumps({**meta, "machine": 2}))
+    with pytest.raises(UserError, match="machine must be a string"):
         load_run(run)

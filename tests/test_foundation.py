@@ -87,6 +87,16 @@ def test_train_writes_complete_run_dir(digits_run):
     assert sum(p.numel() for p in model.parameters()) > 1000
 
 
+def test_threads_are_restored_after_a_command(tmp_path):
+    """`--threads` is for the command it is given to: main() inside a test or a notebook leaves torch's thread
+    count as it found it (runs record their threads with their machine, so a leak would change later runs)."""
+    before = torch.get_num_threads()
+    args = ["train", "--data", "digits", "--arch", "mlp", "--epochs", "1", "--quiet", "--out", str(tmp_path / "t")]
+    assert main(args + ["--threads", str(before + 1)]) == 0
+    assert torch.get_num_threads() == before
+    assert json.loads((tmp_path / "t" / "meta.json").read_text())["machine"].endswith(f", {before + 1} threads")
+
+
 def test_same_seed_same_metrics(tmp_path):
     """The same command with the same seed twice gives identical metrics.json on CPU (wall times aside)."""
     args = ["train", "--data", "digits", "--arch", "mlp", "--epochs", "2", "--seed", "3", "--quiet"]
@@ -137,6 +147,15 @@ def test_forget_with_retrain_reports_reference_gap_and_speedup(digits_run, tmp_p
     for k in ("test_acc", "retain_acc", "forget_acc", "mia_efficacy"):
         assert again[k] == m[k]
         assert again["reference"][k] == m["reference"][k]
+
+    import shutil  # a reference retrained on another machine gives a gap, but no speed-up
+    foreign = tmp_path / "foreign-reference"
+    shutil.copytree(out / "reference", foreign)
+    meta = json.loads((foreign / "meta.json").read_text())
+    (foreign / "meta.json").write_text(json.dumps({**meta, "machine": "16-core Other CPU, cuda (NVIDIA H100)"}))
+    other = evaluate(out, reference=foreign)
+    assert "gap" in other and "speedup" not in other
+    assert evaluate(out, reference=out / "reference")["speedup"] == m["speedup"]
 
 
 def test_forget_indices_file(digits_run, tmp_path):

@@ -190,7 +190,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every failure is one line on stderr (UNLEARNKIT_DEBUG=1 adds tracebacks)."""
     parser = build_parser()
-    a = None
+    a, threads = None, 0
     from .engine.progress import clear_stop
 
     clear_stop()
@@ -209,6 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(a, "threads", None):
             import torch
 
+            threads = torch.get_num_threads()  # restored at the end: main() also runs inside tests and notebooks
             torch.set_num_threads(a.threads)
 
         set_command(list(sys.argv[1:] if argv is None else argv))
@@ -243,6 +244,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         clear_stop()
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
 
 
 def _debug() -> None:

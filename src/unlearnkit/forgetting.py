@@ -17,7 +17,7 @@ from torch import nn
 from .data import DataBundle, ForgetSpec, Split, parse_forget_spec
 from .engine import distributed, runlog
 from .engine.checkpoint import Scope, checkpointing
-from .engine.device import get_device, machine
+from .engine.device import get_device, machine, same_machine
 from .engine.evaluate import Predictions, compare, evaluate_model
 from .engine.progress import say
 from .engine.rundir import Run, RunWriter, load_run, versions
@@ -240,6 +240,7 @@ def forget(run: str | Path, method: str, out: str | Path, *, forget_class: str |
             ref_model = ref_run.build_model(device)
             ref_metrics, p_ref = input_metrics(ref_run, ref_model, bundle, req, seed, ref_run.meta.seconds)
             metrics = compare(metrics, ref_metrics, p, p_ref)
+            drop_foreign_speedup(metrics, meta, ref_run.meta)
             meta["reference"] = str(Path(reference).resolve())
         metrics["original"] = {k: v for k, v in original.items() if k not in ("confusion_test",)}
         metrics["agreement_with_original"] = agreement(p, p_orig)
@@ -315,11 +316,17 @@ def add_training_speedup(metrics: dict, meta: RunMeta) -> None:
     """A forget run's speed-up over training the original model (its training seconds / the run's): what the run's
     cost is judged against when no retrained reference measured retraining (a backdoor defence never has one)."""
     t, s = meta.training_seconds, metrics.get("seconds")
-    there, here = meta.training_machine, meta.get("machine")
-    if there and here and there != here:  # seconds from two kinds of machine say nothing about the method
+    if not same_machine(meta.training_machine, meta.get("machine")):  # seconds from two machines say nothing
         return
     if meta.is_forget and meta.method_name != "retrain" and t and s:  # retraining costs about 1x by design
         metrics["speedup_over_training"] = round(t / s, 4)
+
+
+def drop_foreign_speedup(metrics: dict, meta: RunMeta, ref_meta: RunMeta) -> None:
+    """A reference retrained on another machine (`--reference RUN`) gives a gap but no speed-up: its seconds and
+    the run's were measured on different hardware."""
+    if not same_machine(meta.get("machine"), ref_meta.get("machine")):
+        metrics.pop("speedup", None)
 
 
 def add_der(metrics: dict, before: dict) -> None:

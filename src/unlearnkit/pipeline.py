@@ -22,7 +22,16 @@ from .engine.safeload import file_digest
 from .engine.seed import seed_everything
 from .engine.train import TrainConfig, fit
 from .errors import UserError
-from .forgetting import Request, add_der, add_training_speedup, check_reference, forget, input_metrics, parent_metrics
+from .forgetting import (
+    Request,
+    add_der,
+    add_training_speedup,
+    check_reference,
+    drop_foreign_speedup,
+    forget,
+    input_metrics,
+    parent_metrics,
+)
 from .methods.base import METHODS, make_config
 from .metrics.verdict import verdict
 from .rundata import attack_metrics, check_input_shape, load_run_data, new_model_fn, split_of
@@ -195,6 +204,7 @@ def evaluate(run: str | Path, reference: str | Path | None = None, data_root: st
         ref = check_reference(reference, src, req)
         ref_metrics, p_ref = input_metrics(ref, ref.build_model(device), bundle, req, seed, ref.meta.seconds)
         metrics = compare(metrics, ref_metrics, p, p_ref)
+        drop_foreign_speedup(metrics, src.meta, ref.meta)
     if isinstance(src.metrics.get("original"), dict):
         metrics["original"] = src.metrics["original"]  # the model before unlearning is not in this run
     if src.metrics.get("agreement_with_original") is not None:  # nor can its predictions be compared again
