@@ -89,12 +89,11 @@ def test_train_writes_complete_run_dir(digits_run):
 
 def test_threads_are_restored_after_a_command(tmp_path):
     """`--threads` is for the command it is given to: main() inside a test or a notebook leaves torch's thread
-    count as it found it (runs record their threads with their machine, so a leak would change later runs)."""
+    count as it found it (a leak would slow, or oversubscribe, every later run of the process)."""
     before = torch.get_num_threads()
     args = ["train", "--data", "digits", "--arch", "mlp", "--epochs", "1", "--quiet", "--out", str(tmp_path / "t")]
     assert main(args + ["--threads", str(before + 1)]) == 0
     assert torch.get_num_threads() == before
-    assert json.loads((tmp_path / "t" / "meta.json").read_text())["machine"].endswith(f", {before + 1} threads")
 
 
 def test_same_seed_same_metrics(tmp_path):

@@ -110,13 +110,12 @@ def cpu_name() -> str:
 
 
 def machine() -> str:
-    """What a run's seconds were measured on, e.g. '2-core AMD EPYC 7B13, cpu, 2 threads': recorded in meta.json so
-    that the times of two runs are compared only when they ran on the same kind of machine (the cores this process
-    may use, not the host's; torch's threads on the CPU, where they set the speed)."""
+    """What a run's seconds were measured on, e.g. '2-core AMD EPYC 7B13, cpu': recorded in meta.json so that the
+    times of two runs are compared only when they ran on the same kind of machine (the cores this process may use,
+    not the host's). Not torch's thread count: that is a setting of one command (`--threads`), and several jobs
+    sharing one machine's cores would otherwise never be compared with the model they started from."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    device = device_name()
-    threads = f", {torch.get_num_threads()} threads" if device == "cpu" else ""
-    return f"{cores}-core {cpu_name()}, {device}{threads}"
+    return f"{cores}-core {cpu_name()}, {device_name()}"
 
 
 def same_machine(a: str | None, b: str | None) -> bool:
