@@ -163,6 +163,7 @@ def train_args(ws: Workspace) -> st.SearchStrategy[list[str]]:
                                                    "depth=0", "hidden=0"]), max_size=2),
         "--batch-size": numbers("64", "512"), "--lr": numbers("0.01", "1e-3"),
         "--optimizer": st.sampled_from(["sgd", "adam", "rmsprop"]), "--seed": numbers("0", "7"),
+        "--weight-decay": numbers("0", "5e-4", "-1"),
         "--val-fraction": numbers("0.1", "0.5", "0.99"), "--image-size": numbers("8", "4", "3", "1025"),
         "--overwrite": None, "--bogus": junk(),
     }

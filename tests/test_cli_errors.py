@@ -260,3 +260,24 @@ def test_every_cli_option_reaches_its_api_function():
         assert dests - params - own - renamed.get(name, set()) == set(), name
         checked.add(name)
     assert checked == set(apis)
+
+
+@pytest.mark.parametrize("wd", ["-1", "nan", "inf"])
+def test_negative_or_non_finite_weight_decay_is_refused(capsys, tmp_path, wd):
+    run_bad(capsys, ["train", "--data", "digits", "--arch", "mlp", "--epochs", "1", "--weight-decay", wd,
+                     "--out", str(tmp_path / "o"), "--quiet"], "--weight-decay >= 0")
+    assert not (tmp_path / "o").exists()
+
+
+def test_weight_decay_is_part_of_the_recipe_retrain_repeats(tmp_path):
+    """A model trained with --weight-decay 0 (Adam as Keras trains) records it; `retrain` reads the recipe back."""
+    import json
+
+    from unlearnkit.engine.train import TrainConfig
+
+    out = tmp_path / "r"
+    assert main(["train", "--data", "digits", "--arch", "mlp", "--epochs", "1", "--optimizer", "adam", "--lr", "1e-3",
+                 "--weight-decay", "0", "--out", str(out), "--quiet"]) == 0
+    recipe = TrainConfig.from_dict(json.loads((out / "meta.json").read_text())["train"])
+    assert recipe.weight_decay == 0.0 and recipe.optimizer == "adam"
+    assert TrainConfig().weight_decay == 5e-4  # the default is unchanged for everyone else

@@ -230,3 +230,28 @@ def test_a_corrupt_checkpoint_is_a_one_line_error_that_keeps_the_folder(tmp_path
     ck.unlink()
     cut = train(out=tmp_path / "cut", resume=True, **TRAIN)  # that stage starts again
     assert (cut / "model.safetensors").is_file()
+
+
+def test_a_run_resumed_on_another_machine_is_timed_against_none(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seconds carried over from an interrupted session on another machine are not this machine's: the run is
+    labelled 'mixed (...)', so a forget run made here reports no speed-up over that training."""
+    from unlearnkit.engine.device import machine
+
+    with monkeypatch.context() as m:
+        interrupt_at(m, "train.", 2)
+        with pytest.raises(KeyboardInterrupt):
+            train(out=tmp_path / "cut", **TRAIN)
+    machines = partial_dir(tmp_path / "cut") / "machines.json"
+    assert json.loads(machines.read_text()) == [machine()]
+    machines.write_text(json.dumps(["64-core Other CPU, cuda (H100)"]))  # the first session ran elsewhere
+    cut = train(out=tmp_path / "cut", resume=True, **TRAIN)
+    label = json.loads((cut / "meta.json").read_text())["machine"]
+    assert label.startswith("mixed (") and machine() in label and "Other CPU" in label
+    f = forget(cut, out=tmp_path / "f", method="finetune", forget_class="2", settings=["epochs=1"])
+    assert json.loads((f / "meta.json").read_text())["machine"] == machine()
+    assert "speedup_over_training" not in json.loads((f / "metrics.json").read_text())
+    same = train(out=tmp_path / "here", **TRAIN)  # an uninterrupted run (and one resumed here) names this machine
+    assert json.loads((same / "meta.json").read_text())["machine"] == machine()
+    f2 = forget(same, out=tmp_path / "f2", method="finetune", forget_class="2", settings=["epochs=1"])
+    assert "speedup_over_training" in json.loads((f2 / "metrics.json").read_text())

@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, help=f"batch size (default: {recipe.batch_size})")
     t.add_argument("--lr", type=float, help=f"learning rate, cosine schedule (default: {recipe.lr})")
     t.add_argument("--optimizer", choices=["sgd", "adam"], help=f"optimiser (default: {recipe.optimizer})")
+    t.add_argument("--weight-decay", type=float, help=f"the optimiser's L2 penalty (default: {recipe.weight_decay})")
     t.add_argument("--precision", choices=["auto", "fp32", "bf16"],
                    help="auto (default): bf16 autocast and channels_last on a GPU, fp32 on the CPU")
     t.add_argument("--seed", type=int, default=0, help="seed of the split, the initialisation and the batches")
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--batch-size", type=int)
     im.add_argument("--lr", type=float)
     im.add_argument("--optimizer", choices=["sgd", "adam"])
+    im.add_argument("--weight-decay", type=float)
     im.add_argument("--seed", type=int, default=0)
     _common(im)
 

@@ -223,7 +223,7 @@ def forget(run: str | Path, method: str, out: str | Path, *, forget_class: str |
         unlearned, config, seconds, figures = res.model, res.config, res.seconds, res.figures
         metrics, p = metrics_for(unlearned, bundle, req, src.meta, seed, seconds)
         ref_model, p_ref = None, None
-        meta = forget_meta(src, req, method, config, seed, seconds, clean_size)
+        meta = forget_meta(src, req, method, config, seed, seconds, clean_size, ck.machine)
         if req.scenario == "backdoor":
             meta["guard"] = guard
         if retrain:
@@ -233,14 +233,13 @@ def forget(run: str | Path, method: str, out: str | Path, *, forget_class: str |
             ref_metrics, p_ref = metrics_for(ref_model, bundle, req, src.meta, seed, ref_seconds)
             ref_dir = writer.subdir("reference")
             write_plain_run(ref_dir, ref_model, forget_meta(src, req, "retrain", ref_cfg, seed, ref_seconds,
-                                                              None), ref_metrics)
+                                                              None, ck.machine), ref_metrics)
             metrics = compare(metrics, ref_metrics, p, p_ref)
             meta["reference"] = "reference"
         elif ref_run is not None:
             ref_model = ref_run.build_model(device)
             ref_metrics, p_ref = input_metrics(ref_run, ref_model, bundle, req, seed, ref_run.meta.seconds)
-            metrics = compare(metrics, ref_metrics, p, p_ref)
-            drop_foreign_speedup(metrics, meta, ref_run.meta)
+            metrics = compare(metrics, ref_metrics, p, p_ref, timed=timed_alike(meta, ref_run.meta))
             meta["reference"] = str(Path(reference).resolve())
         metrics["original"] = {k: v for k, v in original.items() if k not in ("confusion_test",)}
         metrics["agreement_with_original"] = agreement(p, p_orig)
@@ -322,11 +321,10 @@ def add_training_speedup(metrics: dict, meta: RunMeta) -> None:
         metrics["speedup_over_training"] = round(t / s, 4)
 
 
-def drop_foreign_speedup(metrics: dict, meta: RunMeta, ref_meta: RunMeta) -> None:
-    """A reference retrained on another machine (`--reference RUN`) gives a gap but no speed-up: its seconds and
-    the run's were measured on different hardware."""
-    if not same_machine(meta.get("machine"), ref_meta.get("machine")):
-        metrics.pop("speedup", None)
+def timed_alike(meta: RunMeta, ref_meta: RunMeta) -> bool:
+    """Whether a run's seconds compare with its reference's: a reference retrained on another machine
+    (`--reference RUN`) gives a gap but no speed-up."""
+    return same_machine(meta.get("machine"), ref_meta.get("machine"))
 
 
 def add_der(metrics: dict, before: dict) -> None:
@@ -349,13 +347,13 @@ def parent_metrics(meta: dict) -> dict:
 
 
 def forget_meta(src: Run, req: Request, method: str, config: dict, seed: int, seconds: float,
-                 clean_size: int | None) -> RunMeta:
+                 clean_size: int | None, timed_on: str | None = None) -> RunMeta:
     """The meta.json of a forget run: its parent's, with what this run did (the parent's timing, reference and
     versions are the parent's own, so they are dropped)."""
     meta = RunMeta({k: v for k, v in src.meta.items() if k not in ("seconds", "reference", "versions", "machine")})
     meta.update({"kind": "forget", "parent": str(src.path.resolve()), "parent_seconds": src.meta.seconds,
                  "training_seconds": src.meta.training_seconds, "training_machine": src.meta.training_machine,
-                 "machine": machine(), "recipe_known": src.meta.recipe_known,
+                 "machine": timed_on or machine(), "recipe_known": src.meta.recipe_known,
                  "scenario": req.scenario, "forget": req.spec.to_dict() if req.spec else None,
                  "method": {"name": method, "config": config}, "seed": seed, "seconds": round(seconds, 3),
                  "versions": versions()})

@@ -14,7 +14,7 @@ import torch
 
 from .data import load_dataset
 from .engine.checkpoint import checkpointing
-from .engine.device import PRECISIONS, get_device, machine
+from .engine.device import PRECISIONS, get_device
 from .engine.evaluate import compare, evaluate_model
 from .engine.progress import say
 from .engine.rundir import Run, RunWriter, load_run, versions
@@ -27,10 +27,10 @@ from .forgetting import (
     add_der,
     add_training_speedup,
     check_reference,
-    drop_foreign_speedup,
     forget,
     input_metrics,
     parent_metrics,
+    timed_alike,
 )
 from .methods.base import METHODS, make_config
 from .metrics.verdict import verdict
@@ -46,8 +46,8 @@ __all__ = ["evaluate", "forget", "import_checkpoint", "predict", "train", "weak_
 
 def train(data: str = "digits", arch: str = "cnn-small", out: str | Path = "runs/train", *,
           epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
-          optimizer: str | None = None, precision: str | None = None, seed: int = 0,
-          data_root: str | Path | None = None, image_size: int | None = None,
+          optimizer: str | None = None, weight_decay: float | None = None, precision: str | None = None,
+          seed: int = 0, data_root: str | Path | None = None, image_size: int | None = None,
           val_fraction: float = DEFAULT_VAL_FRACTION, arch_kwargs: dict[str, Any] | None = None,
           poison: str | None = None, target: int = 0,
           poison_ratio: float = 0.1, all_to_all: bool = False, poison_settings: dict | None = None,
@@ -59,7 +59,7 @@ def train(data: str = "digits", arch: str = "cnn-small", out: str | Path = "runs
     Returns the path of the run directory.
     """
     writer = RunWriter(out, overwrite, tensorboard=tensorboard)
-    cfg = _recipe(epochs, batch_size, lr, optimizer, val_fraction, precision)
+    cfg = _recipe(epochs, batch_size, lr, optimizer, val_fraction, precision, weight_decay)
     bundle = load_dataset(data, data_root, image_size)
     meta = RunMeta({
         "kind": "train",
@@ -95,7 +95,7 @@ def train(data: str = "digits", arch: str = "cnn-small", out: str | Path = "runs
             say(f"warning: {w}")
         if warnings:
             metrics["warnings"] = warnings
-        meta["versions"], meta["machine"] = versions(), machine()
+        meta["versions"], meta["machine"] = versions(), ck.machine
         writer.save_model(model)
         writer.write_json("meta.json", meta)
         writer.write_json("metrics.json", metrics)
@@ -125,18 +125,19 @@ def weak_model_warnings(metrics: dict, num_classes: int) -> list[str]:
 
 
 def _recipe(epochs: int | None, batch_size: int | None, lr: float | None, optimizer: str | None,
-            val_fraction: float, precision: str | None = None) -> TrainConfig:
+            val_fraction: float, precision: str | None = None, weight_decay: float | None = None) -> TrainConfig:
     """The training recipe from the flags (defaults for those not given), validated."""
     if not 0.0 <= val_fraction < 1.0:
         raise UserError(f"--val-fraction {val_fraction} is outside [0, 1): use e.g. 0.1")
     cfg = TrainConfig()
     for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
-                 "precision": precision}.items():
+                 "precision": precision, "weight_decay": weight_decay}.items():
         if v is not None:
             setattr(cfg, k, v)
     if not (cfg.epochs >= 1 and cfg.batch_size >= 1 and 0 < cfg.lr < float("inf") and cfg.optimizer in ("sgd", "adam")
-            and cfg.precision in PRECISIONS):
-        raise UserError(f"--epochs and --batch-size must be >= 1, --lr > 0, --optimizer sgd or adam, --precision "
+            and cfg.precision in PRECISIONS and 0 <= cfg.weight_decay < float("inf")):
+        raise UserError(f"--epochs and --batch-size must be >= 1, --lr > 0, --weight-decay >= 0, --optimizer sgd or "
+                        f"adam, --precision "
                         f"one of {', '.join(PRECISIONS)}")
     return cfg
 
@@ -145,7 +146,8 @@ def import_checkpoint(checkpoint: str | Path, arch: str, data: str = "digits", o
                       arch_kwargs: dict[str, Any] | None = None, data_root: str | Path | None = None,
                       image_size: int | None = None, val_fraction: float = DEFAULT_VAL_FRACTION,
                       epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
-                      optimizer: str | None = None, seed: int = 0, overwrite: bool = False) -> Path:
+                      optimizer: str | None = None, weight_decay: float | None = None, seed: int = 0,
+                      overwrite: bool = False) -> Path:
     """Make a run directory from a model trained elsewhere (a state_dict in .safetensors, .pt or .pth).
 
     `.pt`/`.pth` files are read with `torch.load(weights_only=True)` only: a pickle that would run code is
@@ -155,7 +157,7 @@ def import_checkpoint(checkpoint: str | Path, arch: str, data: str = "digits", o
     from .engine.safeload import load_into, read_state_dict
 
     writer = RunWriter(out, overwrite, inputs=(checkpoint,))
-    cfg = _recipe(epochs, batch_size, lr, optimizer, val_fraction)
+    cfg = _recipe(epochs, batch_size, lr, optimizer, val_fraction, weight_decay=weight_decay)
     state = read_state_dict(checkpoint)
     bundle = load_dataset(data, data_root, image_size)
     meta = RunMeta({
@@ -203,8 +205,7 @@ def evaluate(run: str | Path, reference: str | Path | None = None, data_root: st
     if reference is not None:
         ref = check_reference(reference, src, req)
         ref_metrics, p_ref = input_metrics(ref, ref.build_model(device), bundle, req, seed, ref.meta.seconds)
-        metrics = compare(metrics, ref_metrics, p, p_ref)
-        drop_foreign_speedup(metrics, src.meta, ref.meta)
+        metrics = compare(metrics, ref_metrics, p, p_ref, timed=timed_alike(src.meta, ref.meta))
     if isinstance(src.metrics.get("original"), dict):
         metrics["original"] = src.metrics["original"]  # the model before unlearning is not in this run
     if src.metrics.get("agreement_with_original") is not None:  # nor can its predictions be compared again

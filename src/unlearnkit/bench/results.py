@@ -9,7 +9,6 @@ import datetime as dt
 import io
 import json
 import math
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,13 +20,13 @@ if TYPE_CHECKING:
 
 
 def machine_description() -> str:
-    """E.g. '2-core Intel(R) Xeon(R) Processor, no GPU, torch 2.x'."""
+    """A benchmark table's machine, e.g. '2-core AMD EPYC, cpu, torch 2.x': the label runs record in meta.json
+    (`engine.device.machine`, the cores this process may use) with torch's version, so a table and its runs agree."""
     import torch
 
-    from ..engine.device import cpu_name
+    from ..engine.device import machine
 
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{os.cpu_count()}-core {cpu_name()}, {gpu}, torch {torch.__version__}"
+    return f"{machine()}, torch {torch.__version__}"
 
 
 

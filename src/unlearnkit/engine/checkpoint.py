@@ -252,6 +252,7 @@ class Checkpoints:
                                 f"{', '.join(diff)}): repeat that command with --resume, or pass --overwrite")
         self.resumed = exists
         self.live, self.log_from = False, runlog.mark()
+        self.earlier_machines = _read_machines(self.folder / MACHINES_FILE) if exists else []
 
     def _ensure(self) -> Path:
         if is_main() and not self.folder.exists():
@@ -261,9 +262,25 @@ class Checkpoints:
             os.replace(tmp, self.folder)
         if is_main() and not self.live:
             self.live = True
+            write_atomic(self.folder / MACHINES_FILE, json.dumps(self._machines()).encode())
             runlog.write_as_you_go(self.folder / LIVE_LOG, self.log_from)
             say(f"log as the run goes: {self.folder / LIVE_LOG}")
         return self.folder
+
+    def _machines(self) -> list[str]:
+        from .device import machine
+
+        return sorted(set(self.earlier_machines) | {machine()})
+
+    @property
+    def machine(self) -> str:
+        """The machine this command's seconds were measured on, for meta.json: this one, or, when an interrupted
+        run was resumed on another, 'mixed (A; B)', which matches no machine, so its seconds are compared with
+        no other run's (a run checkpointed before machines were recorded counts as made here)."""
+        from .device import machine
+
+        ms = self._machines()
+        return machine() if len(ms) == 1 else f"mixed ({'; '.join(ms)})"
 
     def enter(self, name: str) -> Scope:
         """The scope of one named stage (e.g. 'method', 'reference'), to pass to its `fit` calls."""
@@ -292,6 +309,18 @@ LIVE_LOG = "log.txt"  # the run's log as it goes, inside the checkpoint folder (
 def partial_dir(out: Path) -> Path:
     """Where the checkpoints of a run writing OUT live: `.OUT.partial` beside it."""
     return out.parent / f".{out.name}.partial"
+
+
+MACHINES_FILE = "machines.json"
+
+
+def _read_machines(path: Path) -> list[str]:
+    """The machines that worked on an interrupted run (none known for one checkpointed before they were kept)."""
+    try:
+        ms = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    return [m for m in ms if isinstance(m, str)] if isinstance(ms, list) else []
 
 
 @contextmanager

@@ -49,9 +49,10 @@ def evaluate_model(model: nn.Module, bundle: DataBundle, split: Split, scenario:
 
 
 def compare(metrics: dict, reference: dict, p: Predictions | None = None,
-            p_ref: Predictions | None = None) -> dict:
+            p_ref: Predictions | None = None, *, timed: bool = True) -> dict:
     """Attach the reference's metrics, per-key gaps (and their average over UA/RA/TA/MIA), JS divergence
-    on the forget set and the speed-up, to `metrics` (returned as a new dict)."""
+    on the forget set and the speed-up, to `metrics` (returned as a new dict). `timed=False` leaves the speed-up
+    out: the two runs' seconds were measured on different machines."""
     out = dict(metrics)
     ref = {k: v for k, v in reference.items() if k not in ("reference", "gap", "original")}
     out["reference"] = ref
@@ -62,7 +63,7 @@ def compare(metrics: dict, reference: dict, p: Predictions | None = None,
     out["gap"] = gaps
     if p is not None and p_ref is not None and p.forget_logits is not None and p_ref.forget_logits is not None:
         out["js_div"] = _r(js_divergence(p.forget_logits, p_ref.forget_logits))
-    if metrics.get("seconds") and ref.get("seconds"):
+    if timed and metrics.get("seconds") and ref.get("seconds"):
         out["speedup"] = _r(ref["seconds"] / metrics["seconds"])
     return out
 

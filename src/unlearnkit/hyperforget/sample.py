@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.splits import ForgetSpec, parse_classes
-from ..engine.device import get_device
+from ..engine.device import get_device, machine, same_machine
 from ..engine.evaluate import compare, evaluate_predictions
 from ..engine.progress import say
 from ..engine.rundir import META_FILE, METRICS_FILE, MODEL_FILE, Run, RunWriter, dump_json, load_run, state_dict_cpu
@@ -179,9 +179,10 @@ def _evaluate(src: Run, heads: torch.Tensor, c: int, seed: int, seconds: float, 
     device = get_device()
     model = src.build_model(device)
     f = compute_features(model, bundle, req.split.train_idx, device)
-    ref = None
+    ref, timed = None, True
     if reference is not None:
         ref_run = check_reference(reference, src, req)
+        timed = same_machine(machine(), ref_run.meta.get("machine"))  # seconds of one machine only
         ref = metrics_for(ref_run.build_model(device), bundle, req, src.meta, seed, ref_run.meta.seconds)
     p0 = feature_predictions(get_head(model), f, bundle, req.split)
     original = evaluate_predictions(p0, bundle, req.split, "class", seed)
@@ -191,7 +192,7 @@ def _evaluate(src: Run, heads: torch.Tensor, c: int, seed: int, seconds: float, 
         m = evaluate_predictions(p, bundle, req.split, "class", seed)
         m["seconds"] = round(seconds, 6)
         if ref is not None:
-            m = compare(m, ref[0], p, ref[1])
+            m = compare(m, ref[0], p, ref[1], timed=timed)
         m["original"] = {k: v for k, v in original.items() if k != "confusion_test"}
         achieved = {"forget_loss": float(F.cross_entropy(p.forget_logits, p.forget.y)),
                     "retain_loss": float(F.cross_entropy(p.retain_logits, p.retain.y))}
