@@ -265,7 +265,7 @@ def test_every_cli_option_reaches_its_api_function():
 @pytest.mark.parametrize("wd", ["-1", "nan", "inf"])
 def test_negative_or_non_finite_weight_decay_is_refused(capsys, tmp_path, wd):
     run_bad(capsys, ["train", "--data", "digits", "--arch", "mlp", "--epochs", "1", "--weight-decay", wd,
-                     "--out", str(tmp_path / "o"), "--quiet"], "--weight-decay >= 0")
+                     "--out", str(tmp_path / "o"), "--quiet"], "--weight-decay finite >= 0")
     assert not (tmp_path / "o").exists()
 
 

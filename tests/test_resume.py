@@ -236,7 +236,7 @@ def test_a_run_resumed_on_another_machine_is_timed_against_none(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Seconds carried over from an interrupted session on another machine are not this machine's: the run is
     labelled 'mixed (...)', so a forget run made here reports no speed-up over that training."""
-    from unlearnkit.engine.device import machine
+    from unlearnkit.engine.device import machine, same_machine
 
     with monkeypatch.context() as m:
         interrupt_at(m, "train.", 2)
@@ -248,6 +248,7 @@ def test_a_run_resumed_on_another_machine_is_timed_against_none(tmp_path: Path,
     cut = train(out=tmp_path / "cut", resume=True, **TRAIN)
     label = json.loads((cut / "meta.json").read_text())["machine"]
     assert label.startswith("mixed (") and machine() in label and "Other CPU" in label
+    assert not same_machine(label, label) and same_machine(machine(), machine())  # matches no run, not itself
     f = forget(cut, out=tmp_path / "f", method="finetune", forget_class="2", settings=["epochs=1"])
     assert json.loads((f / "meta.json").read_text())["machine"] == machine()
     assert "speedup_over_training" not in json.loads((f / "metrics.json").read_text())
@@ -255,3 +256,19 @@ def test_a_run_resumed_on_another_machine_is_timed_against_none(tmp_path: Path,
     assert json.loads((same / "meta.json").read_text())["machine"] == machine()
     f2 = forget(same, out=tmp_path / "f2", method="finetune", forget_class="2", settings=["epochs=1"])
     assert "speedup_over_training" in json.loads((f2 / "metrics.json").read_text())
+
+
+def test_forget_with_retrain_resumed_on_another_machine_reports_no_speedup(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The method's seconds may come from the first machine and the reference's from the second: no speed-up."""
+    run = train(out=tmp_path / "run", **TRAIN)
+    kw = {"method": "finetune", "forget_class": "2", "settings": ["epochs=2", "batch_size=64"], "retrain": True}
+    with monkeypatch.context() as m:
+        interrupt_at(m, "reference.", 2)
+        with pytest.raises(KeyboardInterrupt):
+            forget(run, out=tmp_path / "cut", **kw)
+    (partial_dir(tmp_path / "cut") / "machines.json").write_text(json.dumps(["64-core Other CPU, cpu"]))
+    cut = forget(run, out=tmp_path / "cut", resume=True, **kw)
+    m = json.loads((cut / "metrics.json").read_text())
+    assert "gap" in m and "speedup" not in m and "speedup_over_training" not in m
+    assert json.loads((cut / "meta.json").read_text())["machine"].startswith("mixed (")

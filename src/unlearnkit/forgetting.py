@@ -17,7 +17,7 @@ from torch import nn
 from .data import DataBundle, ForgetSpec, Split, parse_forget_spec
 from .engine import distributed, runlog
 from .engine.checkpoint import Scope, checkpointing
-from .engine.device import get_device, machine, same_machine
+from .engine.device import get_device, machine, one_machine, same_machine
 from .engine.evaluate import Predictions, compare, evaluate_model
 from .engine.progress import say
 from .engine.rundir import Run, RunWriter, load_run, versions
@@ -234,7 +234,7 @@ def forget(run: str | Path, method: str, out: str | Path, *, forget_class: str |
             ref_dir = writer.subdir("reference")
             write_plain_run(ref_dir, ref_model, forget_meta(src, req, "retrain", ref_cfg, seed, ref_seconds,
                                                               None, ck.machine), ref_metrics)
-            metrics = compare(metrics, ref_metrics, p, p_ref)
+            metrics = compare(metrics, ref_metrics, p, p_ref, timed=one_machine(ck.machine))
             meta["reference"] = "reference"
         elif ref_run is not None:
             ref_model = ref_run.build_model(device)

@@ -136,8 +136,8 @@ def _recipe(epochs: int | None, batch_size: int | None, lr: float | None, optimi
             setattr(cfg, k, v)
     if not (cfg.epochs >= 1 and cfg.batch_size >= 1 and 0 < cfg.lr < float("inf") and cfg.optimizer in ("sgd", "adam")
             and cfg.precision in PRECISIONS and 0 <= cfg.weight_decay < float("inf")):
-        raise UserError(f"--epochs and --batch-size must be >= 1, --lr > 0, --weight-decay >= 0, --optimizer sgd or "
-                        f"adam, --precision "
+        raise UserError(f"--epochs and --batch-size must be >= 1, --lr > 0, --weight-decay finite >= 0, --optimizer "
+                        f"sgd or adam, --precision "
                         f"one of {', '.join(PRECISIONS)}")
     return cfg
 

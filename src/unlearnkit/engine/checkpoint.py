@@ -277,10 +277,10 @@ class Checkpoints:
         """The machine this command's seconds were measured on, for meta.json: this one, or, when an interrupted
         run was resumed on another, 'mixed (A; B)', which matches no machine, so its seconds are compared with
         no other run's (a run checkpointed before machines were recorded counts as made here)."""
-        from .device import machine
+        from .device import MIXED, machine
 
         ms = self._machines()
-        return machine() if len(ms) == 1 else f"mixed ({'; '.join(ms)})"
+        return machine() if len(ms) == 1 else f"{MIXED}{'; '.join(ms)})"
 
     def enter(self, name: str) -> Scope:
         """The scope of one named stage (e.g. 'method', 'reference'), to pass to its `fit` calls."""

@@ -118,10 +118,19 @@ def machine() -> str:
     return f"{cores}-core {cpu_name()}, {device_name()}"
 
 
+MIXED = "mixed ("  # the label of a run resumed on another machine (`Checkpoints.machine`)
+
+
+def one_machine(label: str | None) -> bool:
+    """Whether a run's seconds were all measured on one machine (not a run resumed elsewhere)."""
+    return not (label or "").startswith(MIXED)
+
+
 def same_machine(a: str | None, b: str | None) -> bool:
     """Whether two runs' recorded machines allow comparing their seconds (unknown, i.e. a run made before machines
-    were recorded, counts as the same: the comparison is what it always was)."""
-    return not (a and b and a != b)
+    were recorded, counts as the same: the comparison is what it always was; a mixed run matches none, not even
+    another run resumed across the same two machines)."""
+    return one_machine(a) and one_machine(b) and not (a and b and a != b)
 
 
 def is_main_process() -> bool:
