@@ -165,7 +165,7 @@ def train_args(ws: Workspace) -> st.SearchStrategy[list[str]]:
         "--optimizer": st.sampled_from(["sgd", "adam", "rmsprop"]), "--seed": numbers("0", "7"),
         "--weight-decay": numbers("0", "5e-4", "-1"),
         "--val-fraction": numbers("0.1", "0.5", "0.99"), "--image-size": numbers("8", "4", "3", "1025"),
-        "--overwrite": None, "--bogus": junk(),
+        "--overwrite": None, "--no-augment": None, "--bogus": junk(),
     }
     epochs = st.sampled_from(["1", "1", "1", "2", "0", "-1", "x"])
     return st.tuples(epochs, flags(opts)).map(lambda t: ["train", "--epochs", t[0], *t[1]])

@@ -241,7 +241,8 @@ def test_every_cli_option_reaches_its_api_function():
             "report": report, "hyperforget train": train_hypernet, "hyperforget sample": sample, "bench": run_suite}
     # read by the command itself (printing, process set-up) or handed over under another name (`call_api`'s `given`)
     own = {"quiet", "threads", "json"}
-    renamed = {"train": {"poison_set"}, "forget": {"no_guard"}, "bench": {"suite"}}
+    renamed = {"train": {"poison_set", "no_augment"}, "import": {"no_augment"}, "forget": {"no_guard"},
+               "bench": {"suite"}}
 
     def parsers(p: argparse.ArgumentParser, prefix: str = ""):
         for action in p._actions:
@@ -281,3 +282,36 @@ def test_weight_decay_is_part_of_the_recipe_retrain_repeats(tmp_path):
     recipe = TrainConfig.from_dict(json.loads((out / "meta.json").read_text())["train"])
     assert recipe.weight_decay == 0.0 and recipe.optimizer == "adam"
     assert TrainConfig().weight_decay == 5e-4  # the default is unchanged for everyone else
+
+
+def test_no_augment_trains_on_the_images_as_they_are_and_retrain_repeats_it(tmp_path, monkeypatch):
+    """`train --no-augment` records augment=false in the recipe, and `fit` then asks its batches for no crop or
+    flip (every batch of the run, not just the flag in meta.json); without the flag the dataset's augmentation is
+    used; `import --no-augment` records the same for `retrain`."""
+    import json
+
+    from unlearnkit.data import bundle as bundle_mod
+    from unlearnkit.engine.train import TrainConfig
+
+    asked = []
+    real = bundle_mod.Part.batches
+
+    def spy(self, *args, **kwargs):
+        if kwargs.get("shuffle"):  # training batches (evaluation reads in order)
+            asked.append(kwargs.get("augment", False))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(bundle_mod.Part, "batches", spy)
+    plain, aug = tmp_path / "plain", tmp_path / "aug"
+    assert main(["train", "--data", "digits", "--arch", "mlp", "--epochs", "2", "--no-augment", "--out", str(plain),
+                 "--quiet"]) == 0
+    assert asked and not any(asked)
+    assert TrainConfig.from_dict(json.loads((plain / "meta.json").read_text())["train"]).augment is False
+    asked.clear()
+    assert main(["train", "--data", "digits", "--arch", "mlp", "--epochs", "1", "--out", str(aug), "--quiet"]) == 0
+    assert asked and all(asked)
+    assert json.loads((aug / "meta.json").read_text())["train"]["augment"] is True
+    imported = tmp_path / "imp"
+    assert main(["import", str(plain / "model.safetensors"), "--arch", "mlp", "--data", "digits", "--epochs", "2",
+                 "--no-augment", "--out", str(imported), "--quiet"]) == 0
+    assert json.loads((imported / "meta.json").read_text())["train"]["augment"] is False

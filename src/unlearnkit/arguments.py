@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, help=f"learning rate, cosine schedule (default: {recipe.lr})")
     t.add_argument("--optimizer", choices=["sgd", "adam"], help=f"optimiser (default: {recipe.optimizer})")
     t.add_argument("--weight-decay", type=float, help=f"the optimiser's L2 penalty (default: {recipe.weight_decay})")
+    t.add_argument("--no-augment", action="store_true",
+                   help="train on the images as they are (default: the dataset's crop / flip augmentation)")
     t.add_argument("--precision", choices=["auto", "fp32", "bf16"],
                    help="auto (default): bf16 autocast and channels_last on a GPU, fp32 on the CPU")
     t.add_argument("--seed", type=int, default=0, help="seed of the split, the initialisation and the batches")
@@ -105,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--lr", type=float)
     im.add_argument("--optimizer", choices=["sgd", "adam"])
     im.add_argument("--weight-decay", type=float)
+    im.add_argument("--no-augment", action="store_true", help="the model was trained without crop / flip")
     im.add_argument("--seed", type=int, default=0)
     _common(im)
 

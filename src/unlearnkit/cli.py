@@ -66,7 +66,8 @@ def _train(a: argparse.Namespace) -> int:
     from .pipeline import train
 
     out = call_api(train, a, arch_kwargs=parse_untyped(a.arch_kwargs, "--arch-kwargs"),
-                   poison_settings=parse_pairs(a.poison_set, "--poison-set", "size=3"))
+                   poison_settings=parse_pairs(a.poison_set, "--poison-set", "size=3"),
+                   augment=False if a.no_augment else None)
     if not is_main():  # under torchrun rank 0 wrote the run (maybe on another node): nothing to read back here
         return 0
     m = json.loads((out / "metrics.json").read_text())
@@ -96,7 +97,8 @@ def _forget(a: argparse.Namespace) -> int:
 def _import(a: argparse.Namespace) -> int:
     from .pipeline import import_checkpoint
 
-    out = call_api(import_checkpoint, a, arch_kwargs=parse_untyped(a.arch_kwargs, "--arch-kwargs"))
+    out = call_api(import_checkpoint, a, arch_kwargs=parse_untyped(a.arch_kwargs, "--arch-kwargs"),
+                   augment=False if a.no_augment else None)
     m = json.loads((out / "metrics.json").read_text())
     print(f"{out}: imported {a.checkpoint}; test accuracy {m['test_acc']:.2f}%")
     return 0

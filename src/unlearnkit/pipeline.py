@@ -46,8 +46,9 @@ __all__ = ["evaluate", "forget", "import_checkpoint", "predict", "train", "weak_
 
 def train(data: str = "digits", arch: str = "cnn-small", out: str | Path = "runs/train", *,
           epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
-          optimizer: str | None = None, weight_decay: float | None = None, precision: str | None = None,
-          seed: int = 0, data_root: str | Path | None = None, image_size: int | None = None,
+          optimizer: str | None = None, weight_decay: float | None = None, augment: bool | None = None,
+          precision: str | None = None, seed: int = 0, data_root: str | Path | None = None,
+          image_size: int | None = None,
           val_fraction: float = DEFAULT_VAL_FRACTION, arch_kwargs: dict[str, Any] | None = None,
           poison: str | None = None, target: int = 0,
           poison_ratio: float = 0.1, all_to_all: bool = False, poison_settings: dict | None = None,
@@ -59,7 +60,7 @@ def train(data: str = "digits", arch: str = "cnn-small", out: str | Path = "runs
     Returns the path of the run directory.
     """
     writer = RunWriter(out, overwrite, tensorboard=tensorboard)
-    cfg = _recipe(epochs, batch_size, lr, optimizer, val_fraction, precision, weight_decay)
+    cfg = _recipe(epochs, batch_size, lr, optimizer, val_fraction, precision, weight_decay, augment)
     bundle = load_dataset(data, data_root, image_size)
     meta = RunMeta({
         "kind": "train",
@@ -125,13 +126,16 @@ def weak_model_warnings(metrics: dict, num_classes: int) -> list[str]:
 
 
 def _recipe(epochs: int | None, batch_size: int | None, lr: float | None, optimizer: str | None,
-            val_fraction: float, precision: str | None = None, weight_decay: float | None = None) -> TrainConfig:
-    """The training recipe from the flags (defaults for those not given), validated."""
+            val_fraction: float, precision: str | None = None, weight_decay: float | None = None,
+            augment: bool | None = None) -> TrainConfig:
+    """The training recipe from the flags (defaults for those not given), validated. `augment=False` trains on the
+    images as they are (no crop or flip): what a model trained elsewhere without augmentation needs `retrain` to
+    repeat, and a way to keep a trigger where it was stamped."""
     if not 0.0 <= val_fraction < 1.0:
         raise UserError(f"--val-fraction {val_fraction} is outside [0, 1): use e.g. 0.1")
     cfg = TrainConfig()
     for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
-                 "precision": precision, "weight_decay": weight_decay}.items():
+                 "precision": precision, "weight_decay": weight_decay, "augment": augment}.items():
         if v is not None:
             setattr(cfg, k, v)
     if not (cfg.epochs >= 1 and cfg.batch_size >= 1 and 0 < cfg.lr < float("inf") and cfg.optimizer in ("sgd", "adam")
@@ -146,8 +150,8 @@ def import_checkpoint(checkpoint: str | Path, arch: str, data: str = "digits", o
                       arch_kwargs: dict[str, Any] | None = None, data_root: str | Path | None = None,
                       image_size: int | None = None, val_fraction: float = DEFAULT_VAL_FRACTION,
                       epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
-                      optimizer: str | None = None, weight_decay: float | None = None, seed: int = 0,
-                      overwrite: bool = False) -> Path:
+                      optimizer: str | None = None, weight_decay: float | None = None,
+                      augment: bool | None = None, seed: int = 0, overwrite: bool = False) -> Path:
     """Make a run directory from a model trained elsewhere (a state_dict in .safetensors, .pt or .pth).
 
     `.pt`/`.pth` files are read with `torch.load(weights_only=True)` only: a pickle that would run code is
@@ -157,7 +161,7 @@ def import_checkpoint(checkpoint: str | Path, arch: str, data: str = "digits", o
     from .engine.safeload import load_into, read_state_dict
 
     writer = RunWriter(out, overwrite, inputs=(checkpoint,))
-    cfg = _recipe(epochs, batch_size, lr, optimizer, val_fraction, weight_decay=weight_decay)
+    cfg = _recipe(epochs, batch_size, lr, optimizer, val_fraction, weight_decay=weight_decay, augment=augment)
     state = read_state_dict(checkpoint)
     bundle = load_dataset(data, data_root, image_size)
     meta = RunMeta({
