@@ -219,7 +219,11 @@ def test_backdoor_suite_declares_every_attack_and_defence():
     assert all(s.request == {"backdoor": True} and s.train["poison_ratio"] == 0.1 for s in suite.scenarios)
     assert {r.name: r.request["clean_size"] for r in suite.rows} == {
         "ibau": 72, "ibau-40": 40, "ngf": 72, "ngf-14": 14, "finetune": 72, "fine-pruning": 72, "nad": 72, "anp": 72}
-    assert [c.label for c in suite.columns][2:] == ["clean_acc", "asr", "robust_acc", "der", "seconds"]
+    assert [c.label for c in suite.columns][2:] == ["clean_acc", "asr", "robust_acc", "der", "seconds",
+                                                      "damaged"]
+    damaged = suite.columns[-1].get
+    assert (damaged({"verdict": {"status": "damaged"}}), damaged({"verdict": {"status": "not forgotten"}})) == (1, 0)
+    assert damaged({}) is None  # a run without a verdict reads blank, not "not damaged"
     with pytest.raises(UserError, match="no setting"):
         SUITES.get("backdoor")({"cleen": 3})
 

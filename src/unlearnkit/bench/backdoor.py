@@ -5,7 +5,8 @@ Rows: `ibau` with 5% of the training set as clean data (BackdoorBench's setting:
 100 clean samples (the paper's extreme case), `ngf` with the same 5% and with 1% (a fifth of it: 600
 images, NGF's setting), and the baselines `finetune`, `fine-pruning`, `nad`, `anp` with the same 5%.
 Columns: the backdoored model's clean accuracy and ASR, then after the defence: clean accuracy, ASR,
-robust accuracy, DER and the defence's wall time, mean ± std over seeds.
+robust accuracy, DER, the defence's wall time, and `damaged` (1 when the verdict calls the returned model
+damaged: clean accuracy more than 10 points down or near chance, issue 18), mean ± std over seeds.
 
 Suite settings (`--set KEY=VALUE`, besides the common quick=, data=, arch=, epochs=, methods=, scenarios=):
 `clean=N` (default 3000) and `small=N` (default 100) clean-set sizes; with quick=true (digits) pass sizes
@@ -27,8 +28,14 @@ def _before(k: str) -> Column:
     return Column(f"{k} before", lambda m: m.get("original", {}).get(k))
 
 
+def _damaged(m: dict) -> float | None:
+    """1.0 when the run's verdict says the defence damaged the model, so a table shows a broken model as such."""
+    v = m.get("verdict")
+    return None if not isinstance(v, dict) else float(v.get("status") == "damaged")
+
+
 COLUMNS = [_before("clean_acc"), _before("asr"), key("clean_acc"), key("asr"), key("robust_acc"), key("der"),
-           key("seconds")]
+           key("seconds"), Column("damaged", _damaged)]
 
 
 @register_suite("backdoor")

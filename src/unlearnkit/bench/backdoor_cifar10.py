@@ -28,7 +28,7 @@ from typing import Any
 
 from . import register_suite
 from .backdoor import COLUMNS as BACKDOOR_COLUMNS
-from .runner import Column, Row, Scenario, Suite, no_other_settings, setting
+from .runner import Row, Scenario, Suite, no_other_settings, setting
 
 ATTACKS: dict[str, dict[str, Any]] = {
     "badnets": {"size": 3, "margin": 0},
@@ -45,12 +45,7 @@ DEFENCES = ("finetune", "nad", "anp", "fine-pruning")
 BACKDOORBENCH_TRAIN: dict[str, Any] = {"epochs": 100, "batch_size": 128, "lr": 0.01}
 
 
-def _damaged(m: dict) -> float | None:
-    v = m.get("verdict")
-    return None if not isinstance(v, dict) else float(v.get("status") == "damaged")
-
-
-COLUMNS = list(BACKDOOR_COLUMNS) + [Column("damaged", _damaged)]
+COLUMNS = list(BACKDOOR_COLUMNS)
 
 
 @register_suite("backdoor-cifar10")
