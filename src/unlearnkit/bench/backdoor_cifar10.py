@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import register_suite
-from .backdoor import COLUMNS as BACKDOOR_COLUMNS
+from .backdoor import COLUMNS
 from .runner import Row, Scenario, Suite, no_other_settings, setting
 
 ATTACKS: dict[str, dict[str, Any]] = {
@@ -43,9 +43,6 @@ ATTACKS: dict[str, dict[str, Any]] = {
 DEFENCES = ("finetune", "nad", "anp", "fine-pruning")
 # BackdoorBench's training recipe for its attacked models (config/attack/prototype/cifar10.yaml)
 BACKDOORBENCH_TRAIN: dict[str, Any] = {"epochs": 100, "batch_size": 128, "lr": 0.01}
-
-
-COLUMNS = list(BACKDOOR_COLUMNS)
 
 
 @register_suite("backdoor-cifar10")
@@ -66,7 +63,7 @@ def backdoor_cifar10_suite(settings: dict[str, Any]) -> Suite:
             Row("ngf", request={"clean_size": one_percent}, label=f"ngf-{one_percent}")]
     rows += [Row(m, request={"clean_size": clean}) for m in DEFENCES]
     return Suite("backdoor-cifar10", "cifar10", "preact-resnet18", train={**BACKDOORBENCH_TRAIN, "lr": lr},
-                 scenarios=scenarios, rows=rows, columns=COLUMNS, reference_row=None,
+                 scenarios=scenarios, rows=rows, columns=list(COLUMNS), reference_row=None,
                  notes=f"{ratio:g} poisoning, target class 0, BackdoorBench's recipe and attack settings; defences "
                        f"see {clean} clean held-out images (ibau-{small}: {small}; ngf-{one_percent}: "
                        f"{one_percent}), a tenth of them kept for the guard. `before` = the backdoored model.")
