@@ -8,13 +8,22 @@ import pytest
 import torch
 from torch import nn
 
-from unlearnkit.attacks import ATTACKS, LabelMap, backdoor_metrics, build_trigger, make_poison_spec, poison_bundle
+from unlearnkit.attacks import (
+    ATTACKS,
+    LabelMap,
+    backdoor_metrics,
+    build_trigger,
+    make_poison_spec,
+    poison_bundle,
+    poisoned_indices,
+)
 from unlearnkit.attacks.base import stamp
 from unlearnkit.data import load_dataset
 from unlearnkit.data.splits import val_split
 from unlearnkit.data.transforms import to_float
 from unlearnkit.errors import UserError
 from unlearnkit.metrics import defense_effectiveness_rating
+from unlearnkit.rundata import split_of
 
 ALL = ["badnets", "blend", "sig", "wanet", "trojan", "l0-inv", "l2-inv"]
 CPU = torch.device("cpu")
@@ -66,6 +75,37 @@ def test_trigger_is_rebuilt_identically_from_the_json_spec(name, digits, poisone
     assert torch.equal(poison_bundle(digits, again).x_train, bundle.x_train)
     if not spec["clean_label"]:  # (sig poisons the whole target class, whatever the seed)
         assert make_poison_spec(name, digits, target=0, ratio=0.1, seed=4)["indices"] != spec["indices"]
+
+
+def _poisoned_meta(spec: dict) -> dict:
+    return {"data": {"spec": "digits", "val_fraction": spec["val_fraction"], "split_seed": spec["split_seed"]},
+            "poison": spec}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_the_runs_held_out_split_never_holds_a_poisoned_sample(name, digits, poisoned):
+    """The split a run trains, guards and draws clean sets by is the one its poisoned samples were chosen outside
+    of: drawn again on the poisoned labels, it held out about a tenth of them (triggered, with the target's label)
+    and every backdoor defence was taught the backdoor back by its own "clean" set."""
+    spec, bundle = poisoned[name]
+    split = split_of(_poisoned_meta(spec), bundle, None)
+    train, val = val_split(digits.y_train, spec["val_fraction"], spec["split_seed"])
+    assert torch.equal(split.val_idx, val) and torch.equal(split.train_idx, train)
+    assert torch.isin(poisoned_indices(spec), split.train_idx).all(), "every poisoned sample is trained on"
+    if not spec["clean_label"]:  # the bug's condition: stratified on the poisoned labels, the split differs
+        assert not torch.equal(val_split(bundle.y_train, spec["val_fraction"], spec["split_seed"])[1], val)
+
+
+def test_a_run_made_before_keeps_its_split_without_the_poisoned_samples(digits, poisoned):
+    """A run whose spec predates `split_on` trained on the split drawn on the poisoned labels: it keeps it, and
+    the poisoned samples that split held out leave it (used nowhere)."""
+    spec, bundle = poisoned["badnets"]
+    old = {k: v for k, v in spec.items() if k != "split_on"}
+    split = split_of(_poisoned_meta(old), bundle, None)
+    train, val = val_split(bundle.y_train, spec["val_fraction"], spec["split_seed"])
+    held = torch.isin(val, poisoned_indices(spec))
+    assert held.any(), "the old split held out poisoned samples (else this test shows nothing)"
+    assert torch.equal(split.train_idx, train) and torch.equal(split.val_idx, val[~held])
 
 
 def _diff(name: str, digits, settings=None):

@@ -60,8 +60,23 @@ def check_input_shape(model: nn.Module, meta: dict, device: torch.device) -> Non
 
 
 def split_of(meta: dict, bundle: DataBundle, spec: ForgetSpec | None) -> Split:
-    d = RunMeta.of(meta).data
-    return make_split(bundle.y_train, d.val_fraction, d.split_seed, spec)
+    """The run's split of the training set. A poisoned run's held-out split never holds a poisoned sample.
+
+    A backdoored run made by this version draws its split on the clean labels (`split_on: clean labels` in its
+    poison spec), the split its poisoned samples were chosen outside of. Runs made before drew it on the poisoned
+    labels, which is another split: about a tenth of their poisoned samples (triggered, labelled with the target)
+    sat in the held-out split, where every backdoor defence drew its "clean" set and its guard slice from, so the
+    defences were taught the backdoor again. Those runs keep the split they trained on, without the poisoned
+    samples in its held-out part (they were never trained on, and now are used nowhere)."""
+    m = RunMeta.of(meta)
+    d, poison = m.data, m.poison
+    if not poison:
+        return make_split(bundle.y_train, d.val_fraction, d.split_seed, spec)
+    from .attacks import SPLIT_ON_CLEAN_LABELS, clean_labels, poisoned_indices
+
+    labels = clean_labels(bundle) if poison.get("split_on") == SPLIT_ON_CLEAN_LABELS else None
+    return make_split(bundle.y_train, d.val_fraction, d.split_seed, spec, split_labels=labels,
+                      never_held_out=poisoned_indices(poison))
 
 
 def new_model_fn(meta: dict) -> Callable[[], nn.Module]:

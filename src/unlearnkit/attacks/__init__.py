@@ -18,7 +18,15 @@ def register_attack(name: str) -> Callable[[type], type]:
 
 
 from .base import LabelMap, Trigger  # noqa: E402
-from .poison import backdoor_metrics, build_trigger, make_poison_spec, poison_bundle  # noqa: E402
+from .poison import (  # noqa: E402
+    SPLIT_ON_CLEAN_LABELS,
+    backdoor_metrics,
+    build_trigger,
+    clean_labels,
+    make_poison_spec,
+    poison_bundle,
+    poisoned_indices,
+)
 
-__all__ = ["ATTACKS", "LabelMap", "Trigger", "backdoor_metrics", "build_trigger", "make_poison_spec",
-           "poison_bundle", "register_attack"]
+__all__ = ["ATTACKS", "SPLIT_ON_CLEAN_LABELS", "LabelMap", "Trigger", "backdoor_metrics", "build_trigger",
+           "clean_labels", "make_poison_spec", "poison_bundle", "poisoned_indices", "register_attack"]

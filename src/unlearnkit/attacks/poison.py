@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..data.bundle import DataBundle, Part
 from ..data.splits import val_split
@@ -29,6 +29,22 @@ def build_trigger(spec: dict) -> Trigger:
     return cls(build_config(cls, spec.get("params")), tuple(spec["input_shape"]), int(spec["pattern_seed"]))
 
 
+SPLIT_ON_CLEAN_LABELS = "clean labels"  # a spec's `split_on`: the run's held-out split is drawn on the clean labels
+CLEAN_Y = "clean_y_train"  # a poisoned bundle's `extra`: its training labels before poisoning
+
+
+def clean_labels(bundle: DataBundle) -> Tensor:
+    """The training labels of a poisoned bundle before poisoning (what its held-out split is stratified on)."""
+    if CLEAN_Y not in bundle.extra:
+        raise ValueError("clean_labels needs a bundle made by poison_bundle")
+    return bundle.extra[CLEAN_Y]
+
+
+def poisoned_indices(spec: dict) -> Tensor:
+    """Every training index the attack changed (WaNet's noise-mode samples included): never held out."""
+    return torch.tensor(list(spec.get("indices", [])) + list(spec.get("cross_indices", [])), dtype=torch.long)
+
+
 def make_poison_spec(name: str, bundle: DataBundle, *, target: int = 0, ratio: float = 0.1,
                      all_to_all: bool = False, seed: int = 0, settings: dict[str, Any] | None = None,
                      val_fraction: float = 0.1, split_seed: int = 0) -> dict:
@@ -41,7 +57,9 @@ def make_poison_spec(name: str, bundle: DataBundle, *, target: int = 0, ratio: f
         all_to_all: map y -> (y + 1) mod C instead of y -> target.
         seed: seeds both the trigger's patterns (unless settings give `pattern_seed`) and the choice of indices.
         settings: the attack's options (its Config fields), e.g. {"size": 4} for badnets.
-        val_fraction, split_seed: the held-out split of the run, whose samples are never poisoned.
+        val_fraction, split_seed: the held-out split of the run, whose samples are never poisoned. It is drawn
+            on the clean labels (`split_on`), as here: drawn again on the poisoned labels it would be another
+            split, holding out poisoned samples (see `rundata.split_of`).
     """
     cls = ATTACKS.get(name)
     settings = dict(settings or {})
@@ -63,7 +81,7 @@ def make_poison_spec(name: str, bundle: DataBundle, *, target: int = 0, ratio: f
     return {"attack": name, "params": trigger.params(), "pattern_seed": pattern_seed,
             "input_shape": list(bundle.input_shape), "label_map": label_map.to_dict(),
             "clean_label": cls.clean_label, "ratio": float(ratio), "seed": int(seed),
-            "val_fraction": float(val_fraction), "split_seed": int(split_seed),
+            "val_fraction": float(val_fraction), "split_seed": int(split_seed), "split_on": SPLIT_ON_CLEAN_LABELS,
             "count": len(chosen["indices"]), **chosen}
 
 
@@ -78,7 +96,7 @@ def poison_bundle(bundle: DataBundle, spec: dict) -> DataBundle:
     trigger = build_trigger(spec)
     x, y = bundle.x_train.clone(), bundle.y_train.clone()
     trigger.poison(x, y, spec, LabelMap.from_dict(spec["label_map"]), get_device())
-    extra = {**bundle.extra, "poison": {"attack": spec["attack"], "count": spec["count"]}}
+    extra = {**bundle.extra, "poison": {"attack": spec["attack"], "count": spec["count"]}, CLEAN_Y: bundle.y_train}
     return dataclasses.replace(bundle, x_train=x, y_train=y, extra=extra)
 
 

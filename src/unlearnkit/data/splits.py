@@ -154,9 +154,19 @@ def val_split(y: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
     return mask.nonzero().flatten(), val_idx
 
 
-def make_split(y_train: Tensor, val_fraction: float, split_seed: int, spec: ForgetSpec | None) -> Split:
-    """Apply a forget spec to the training indices (the validation split is excluded first)."""
-    train_idx, val_idx = val_split(y_train, val_fraction, split_seed)
+def make_split(y_train: Tensor, val_fraction: float, split_seed: int, spec: ForgetSpec | None, *,
+               split_labels: Tensor | None = None, never_held_out: Tensor | None = None) -> Split:
+    """Apply a forget spec to the training indices (the validation split is excluded first).
+
+    `split_labels`: the labels the held-out split is stratified on, when they differ from `y_train` (a poisoned
+    run: its split is drawn on the clean labels, as its poisoned samples were chosen outside it; stratifying on
+    the poisoned labels would draw another split, one that holds out about a tenth of the poisoned samples).
+    `never_held_out`: indices that leave the held-out split whatever it draws (a poisoned run's poisoned
+    samples: clean sets, guards and membership attacks draw from the held-out split and must never see one).
+    """
+    train_idx, val_idx = val_split(y_train if split_labels is None else split_labels, val_fraction, split_seed)
+    if never_held_out is not None and len(never_held_out):
+        val_idx = val_idx[~torch.isin(val_idx, never_held_out)]
     empty = torch.zeros(0, dtype=torch.long)
     if spec is None:
         return Split(train_idx, val_idx, empty, train_idx)
