@@ -116,7 +116,10 @@ python3 benchmarks/bench_backdoor.py --suite backdoor-cifar10 --out "$work/bb" -
   --set scenarios="$scen" cache="$work/cache" $extra >"$work/logs/table.log" 2>&1
 cp "$work/bb/table.md" "$out/table.md" 2>/dev/null
 cp "$work/bb/results.json" "$out/results.json" 2>/dev/null
-cat "$work"/variants/*/table.md 2>/dev/null | grep -v '^|---' | awk '!(/^\| variant/ && seen++)' >"$out/variants.md"
+# one table: every variant's description line once, then one header and every variant's row
+cat "$work"/variants/*/table.md 2>/dev/null | awk '/^\| variant/ {hdr = $0; next} /^\|---/ {sep = $0; next}
+  /^\|/ {rows = rows $0 "\n"; next} NF && !seen[$0]++ {desc = desc $0 "\n"}
+  END {if (hdr != "") printf "%s\n%s\n%s\n%s", desc, hdr, sep, rows}' >"$out/variants.md"
 (cd "$work" && find bb cache logs precision variants 2>/dev/null \( -name '*.json' -o -name '*.md' -o -name '*.txt' -o -name '*.log' \
   -o -name '*.err' -o -name '*.csv' \) -print0 | tar czf "$out/runs.tgz" --null -T -)
 cat "$out/table.md" "$out/variants.md" 2>/dev/null || tail -n 30 "$work"/logs/*.log
