@@ -32,9 +32,9 @@ that was the poisoned clean set, not the method. The lr: on held-out training im
 two such models, one round at 1e-3 cost 5.4 and 6.0 points for 4.3% and 5.5% ASR left, at 3e-4 3.3 and 2.5 points
 for 0.6% and 0.6%, at 1e-4 0.1 and 0.6 points with most of the backdoor left (68% and 79%); the official
 checkpoint's 8.9% at 1e-3 was not measured again at 3e-4.
-The references' settings stay available: `--set portion=0.01` (the notebook), `rounds=5 l2_ball=none
-portion=0.01` (defense.py), `optimizer=amsgrad lr=1e-4 batch_size=256 rounds=5 l2_ball=none portion=0.01`
-(BackdoorBench); `backoffs=0` runs a round as it comes (the guard still refuses to return a broken model).
+The references' settings stay available: `--set lr=1e-3 portion=0.01` (the notebook), `lr=1e-3 rounds=5
+l2_ball=none portion=0.01` (defense.py), `optimizer=amsgrad lr=1e-4 batch_size=256 rounds=5 l2_ball=none
+portion=0.01` (BackdoorBench); `backoffs=0` runs a round as it comes (the guard still refuses to return a broken model).
 
 delta lives in the network's input space (after the model's normalisation), as in both references: the
 official code feeds raw pixels to a VGG without normalisation, BackdoorBench adds delta to normalised images.
