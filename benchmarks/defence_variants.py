@@ -44,14 +44,20 @@ def row(label: str, settings: list[str], m: dict) -> str:
             f"{m['verdict']['status']} | {m['seconds']:.1f} |")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(description: str) -> argparse.ArgumentParser:
+    """RUN, --method, --clean-size, --variant (repeated), --out, --seed: shared with `probe_variants.py`."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("run")
     ap.add_argument("--method", required=True)
     ap.add_argument("--clean-size", type=int, default=2500)
     ap.add_argument("--variant", action="append", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
+    return ap
+
+
+def main() -> None:
+    ap = arguments(__doc__.splitlines()[0])
     ap.add_argument("--no-guard", action="store_true")
     a = ap.parse_args()
     variants = [parse_variant(v) for v in a.variant]

@@ -29,7 +29,8 @@ from typing import NoReturn
 
 import torch
 
-from unlearnkit.attacks.poison import LabelMap, build_trigger, stamp
+from unlearnkit.attacks.poison import build_trigger, stamp
+from unlearnkit.bench.probe import accuracy, build_probe
 from unlearnkit.bench.runner import machine_description
 from unlearnkit.data.transforms import to_float
 from unlearnkit.engine.rundir import load_run
@@ -38,14 +39,6 @@ from unlearnkit.methods.base import METHODS, make_config
 from unlearnkit.methods.ibau import round_batches
 from unlearnkit.rundata import load_run_data, split_of
 from unlearnkit.settings import parse_untyped
-
-
-@torch.no_grad()
-def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 500) -> float:
-    model.eval()
-    right = sum(int((model(to_float(x[i:i + batch])).argmax(1) == y[i:i + batch]).sum())
-                for i in range(0, len(x), batch))
-    return round(100.0 * right / max(1, len(x)), 2)
 
 
 @torch.no_grad()
@@ -134,12 +127,9 @@ def main() -> None:
     bundle = load_run_data(run.meta)
     split = split_of(run.meta, bundle, None)
     clean = clean_part(bundle, split, a.clean_size, a.seed)
-    probe = bundle.train_part(torch.tensor(sorted(set(split.val_idx.tolist()) - set(clean.idx.tolist()))))
     spec = run.meta["poison"]
-    label_map = LabelMap.from_dict(spec["label_map"])
-    victims = label_map.victims(probe.y)
-    x_bd = stamp(build_trigger(spec), probe.x[victims], torch.device("cpu"))
-    y_bd = label_map(probe.y[victims])
+    probe = build_probe(bundle, split, clean, spec)
+    x_bd, y_bd = probe.x_bd, probe.y_bd
     original = run.build_model("cpu").eval()
     print(f"`ibau` round by round on {a.run}; clean set {len(clean.y)}, probe {len(probe.y)} held-out images "
           f"({len(y_bd)} triggered); machine: {machine_description()}\n")

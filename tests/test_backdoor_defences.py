@@ -135,6 +135,27 @@ def test_a_defence_cannot_read_the_retain_set(backdoored):
         task.retain  # noqa: B018
 
 
+def test_the_benchmarks_probe_is_held_out_and_triggered(backdoored):
+    """`bench.probe`, by which benchmarks compare a defence's settings: the held-out split minus the clean set (no
+    training, poisoned or test image), its victims stamped and labelled with the target; the backdoored model
+    answers the target on them and classifies the clean probe images."""
+    from unlearnkit.bench.probe import build_probe
+    from unlearnkit.engine.rundir import load_run
+    from unlearnkit.forgetting import clean_part, parse_request
+    from unlearnkit.rundata import load_run_data
+
+    src = load_run(backdoored)
+    bundle = load_run_data(src.meta)
+    req = parse_request(src.meta, bundle, backdoor=True)
+    clean = clean_part(bundle, req.split, 50, 0)
+    probe = build_probe(bundle, req.split, clean, src.meta["poison"])
+    assert len(probe.y) == len(req.split.val_idx) - 50
+    assert 0 < len(probe.y_bd) < len(probe.y) and set(probe.y_bd.tolist()) == {0}
+    assert not bool((probe.x_bd == probe.x[probe.y != 0]).all())  # stamped
+    scores = probe.scores(src.build_model("cpu"))
+    assert scores["asr"] > 80 and scores["clean_acc"] > 80
+
+
 def _backdoor_task(run, clean_size: int):
     from unlearnkit.engine.rundir import load_run
     from unlearnkit.forgetting import build_task, parse_request
