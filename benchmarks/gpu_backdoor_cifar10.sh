@@ -35,9 +35,9 @@ extra=${SET:-}
 prec_args=${PREC_ARGS:-"--data cifar10 --arch preact-resnet18 --epochs 2"}
 # the references' settings (issue 18), as they run (no backoff; the guard stays): BackdoorBench's I-BAU port, the
 # official notebook (lr 1e-3, 1% portion, one round in the ball), defense.py (lr 1e-3, five unprojected rounds); the
-# default without its backoff (one round, five); NGF's released optimiser.
+# default without its backoff (one round, five); NGF's paper variant (the default is the released code's).
 variants_ibau=${VARIANTS_IBAU-"backdoorbench: optimizer=amsgrad lr=1e-4 batch_size=256 rounds=5 l2_ball=none portion=0.01 backoffs=0;notebook: lr=1e-3 portion=0.01 backoffs=0;defense.py: lr=1e-3 rounds=5 l2_ball=none portion=0.01 backoffs=0;raw: backoffs=0;raw-r5: backoffs=0 rounds=5"}
-variants_ngf=${VARIANTS_NGF-"released: all_layers=true fisher=empirical eta=0 lr=1e-3 milestones=0.4"}
+variants_ngf=${VARIANTS_NGF-"paper: preset=paper"}
 export PYTHONPATH="$here/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 UNLEARNKIT_DATA="$work/data" \
   OMP_NUM_THREADS=${THREADS:-2} UNLEARNKIT_CHECKPOINT_SECONDS=${CKPT:-30}
 mkdir -p "$out" "$work/data/cifar10" "$work/logs"

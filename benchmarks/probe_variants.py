@@ -1,8 +1,7 @@
 """One backdoored run, one defence, several settings compared on held-out probe images (never the test split).
 
     python benchmarks/probe_variants.py RUN --method ngf --clean-size 2500 --out DIR \\
-        --variant "default:" \\
-        --variant "released: all_layers=true fisher=empirical eta=0 lr=1e-3 milestones=0.4"
+        --variant "default:" --variant "paper: preset=paper"
 
 Why a sibling of `defence_variants.py`: that one reports each setting's test-split metrics, which may describe a
 default but never choose one. This one runs each variant through the same guarded code path

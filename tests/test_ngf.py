@@ -136,28 +136,42 @@ def _run_ngf(model: nn.Module, clean: Part, settings: list[str]) -> tuple[nn.Mod
     return out.model, out.figures
 
 
-def test_ngf_tunes_only_the_last_layer_and_beats_sgd_on_it(poisoned) -> None:
+def test_ngf_paper_preset_tunes_only_the_last_layer_and_beats_sgd_on_it(poisoned) -> None:
     model, b, clean = poisoned
     acc0, asr0 = _acc_asr(model, b)
     assert asr0 > 90
-    out, figures = _run_ngf(model, clean, [])
+    out, figures = _run_ngf(model, clean, ["preset=paper"])
     before, after = model.state_dict(), out.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"net.5.weight", "net.5.bias"}  # the final nn.Linear of the mlp
     assert all(p.requires_grad for p in out.parameters())
     assert figures["tuned"] == "last linear layer" and figures["cached_features"]
     acc, asr = _acc_asr(out, b)
-    sgd_acc, sgd_asr = _acc_asr(_run_ngf(model, clean, ["natural=false"])[0], b)
+    sgd_acc, sgd_asr = _acc_asr(_run_ngf(model, clean, ["preset=paper", "natural=false"])[0], b)
     # Same layer, data, steps and schedule: only the natural-gradient preconditioner differs.
     assert asr < 60 and sgd_asr > asr + 25  # measured: ~22-44 vs ~76-81 (varies with BLAS threads)
     assert acc > acc0 - 3 and sgd_acc > acc0 - 3
 
 
-def test_ngf_all_layers_option_moves_the_body_too(poisoned) -> None:
+def test_ngf_default_is_the_released_code_and_moves_the_body_too(poisoned) -> None:
     model, _, clean = poisoned
-    out, figures = _run_ngf(model, clean, ["steps=20", "all_layers=true"])
+    out, figures = _run_ngf(model, clean, ["steps=20"])
     assert not torch.equal(model.state_dict()["net.1.weight"], out.state_dict()["net.1.weight"])
-    assert not figures["cached_features"]
+    assert not figures["cached_features"] and not figures["regulariser"]
+    assert figures["tuned"] == "all layers (last one natural-gradient)"
+
+
+def test_ngf_presets_fill_only_the_settings_left_unset() -> None:
+    cls = METHODS.get("ngf")
+    released = make_config(cls, [])
+    assert (released.preset, released.all_layers, released.fisher, released.eta, released.lr, released.milestones) \
+        == ("released", True, "empirical", 0.0, 1e-3, (0.4,))
+    paper = make_config(cls, ["preset=paper", "lr=0.02"])
+    assert (paper.all_layers, paper.fisher, paper.eta, paper.lr, paper.milestones) == \
+        (False, "true", 1e-3, 0.02, (0.35, 0.75))
+    assert make_config(cls, ["all_layers=false"]).lr == 1e-3  # one setting given, the rest still the preset's
+    with pytest.raises(UserError, match="preset=fake: choose one of released, paper"):
+        make_config(cls, ["preset=fake"])
 
 
 def test_ngf_from_the_command_line_on_a_badnets_run(tmp_path) -> None:
@@ -173,7 +187,7 @@ def test_ngf_from_the_command_line_on_a_badnets_run(tmp_path) -> None:
     digest = tree_hash(run)
     out = tmp_path / "ngf"
     assert main(["forget", str(run), "--method", "ngf", "--backdoor", "--clean-size", "100", "--out", str(out),
-                 "--set", "steps=100", "--quiet"]) == 0
+                 "--set", "steps=100", "preset=paper", "--quiet"]) == 0
     assert tree_hash(run) == digest  # the input run is never modified
     m = json.loads((out / "metrics.json").read_text())
     meta = json.loads((out / "meta.json").read_text())
