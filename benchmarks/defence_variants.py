@@ -31,16 +31,21 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
     return label.strip(), rest.split()
 
 
+def guard_note(guard: dict) -> str:
+    """What the guard did ("restored KEPT", "stopped early", both, or "-"): shared with `probe_variants.py`."""
+    acted = ("restored " + str(guard.get("kept")) if guard.get("restored") else "") + \
+        (" stopped early" if guard.get("stopped_early") else "")
+    return acted.strip() or "-"
+
+
 def row(label: str, settings: list[str], m: dict) -> str:
     o = m.get("original", {})
     figures = next((v for v in m.values() if isinstance(v, dict) and "guard" in v), {})
     guard = figures.get("guard") or {}
     curve = " ".join(f"{p['clean_acc']:.1f}" for p in guard.get("curve", []))
-    acted = ("restored " + str(guard.get("kept")) if guard.get("restored") else "") + \
-        (" stopped early" if guard.get("stopped_early") else "")
     return (f"| {label} | {' '.join(settings) or '(defaults)'} | {o.get('clean_acc', float('nan')):.2f} | "
             f"{o.get('asr', float('nan')):.2f} | {m['clean_acc']:.2f} | {m['asr']:.2f} | "
-            f"{o.get('clean_acc', 0) - m['clean_acc']:.2f} | {curve} | {acted.strip() or '-'} | "
+            f"{o.get('clean_acc', 0) - m['clean_acc']:.2f} | {curve} | {guard_note(guard)} | "
             f"{m['verdict']['status']} | {m['seconds']:.1f} |")
 
 

@@ -16,20 +16,13 @@ from pathlib import Path
 
 import torch
 
-from defence_variants import arguments, parse_variant
+from defence_variants import arguments, guard_note, parse_variant
 from unlearnkit.bench.probe import build_probe
 from unlearnkit.bench.runner import machine_description
 from unlearnkit.engine.device import get_device
 from unlearnkit.engine.rundir import load_run
 from unlearnkit.forgetting import clean_part, execute_method, parse_request
 from unlearnkit.rundata import load_run_data
-
-
-def guard_note(figures: dict) -> str:
-    guard = figures.get("guard") or {}
-    acted = ("restored " + str(guard.get("kept")) if guard.get("restored") else "") + \
-        (" stopped early" if guard.get("stopped_early") else "")
-    return acted.strip() or "-"
 
 
 def main() -> None:
@@ -54,9 +47,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     for label, settings in variants:
         r = execute_method(a.method, settings, model, src.meta, bundle, req, a.seed, a.clean_size)
-        s = probe.scores(r.model, device)
+        s, acted = probe.scores(r.model, device), guard_note(r.figures.get("guard") or {})
         lines.append(f"| {label} | {' '.join(settings) or '(defaults)'} | {s['clean_acc']:.2f} | {s['asr']:.2f} | "
-                     f"{before['clean_acc'] - s['clean_acc']:.2f} | {guard_note(r.figures)} | {r.seconds:.1f} |")
+                     f"{before['clean_acc'] - s['clean_acc']:.2f} | {acted} | {r.seconds:.1f} |")
         print(lines[-1], flush=True)
         (out / "table.md").write_text("\n".join(lines) + "\n")
 

@@ -93,6 +93,16 @@ def build(config_cls: type, settings: dict[str, Any] | list[str] | None, owner: 
     return config
 
 
+def apply_preset(config: Any, presets: dict[str, dict]) -> None:
+    """Give every setting of `config` left at None its value from `presets[config.preset]`: a setting given
+    explicitly wins over its preset (the methods with named variants, e.g. `adversarial`, `ngf`)."""
+    if config.preset not in presets:
+        raise UserError(f"--set preset={config.preset}: choose one of {', '.join(presets)}")
+    for k, v in presets[config.preset].items():
+        if getattr(config, k) is None:
+            setattr(config, k, v)
+
+
 def check_numbers(owner: str, config: Any, flag: str = "--set") -> None:
     """Settings no config can use: a NaN/inf number, a learning rate or batch size <= 0, negative epochs/steps.
 

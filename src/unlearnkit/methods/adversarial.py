@@ -60,6 +60,7 @@ from ..errors import NumericalError, UserError
 from ..metrics.discriminator import Discriminator, scores
 from ..models.registry import last_linear
 from ..runmeta import RunMeta
+from ..settings import apply_preset
 from ._game import (
     ATTEMPTS,
     Attempt,
@@ -139,11 +140,7 @@ class Adversarial(Method):
         retain_tolerance: float = 3.0  # points of held-out retain accuracy a game may cost and still count
 
         def validate(self) -> None:
-            if self.preset not in PRESETS:
-                raise UserError(f"--set preset={self.preset}: choose one of {', '.join(PRESETS)}")
-            for k, v in PRESETS[self.preset].items():
-                if getattr(self, k) is None:
-                    setattr(self, k, v)
+            apply_preset(self, PRESETS)
             checks = [(self.features in FEATURES, f"features must be one of {', '.join(FEATURES)}"),
                       (self.real in REALS, f"real must be one of {', '.join(REALS)}"),
                       (self.features == "profile" or self.real == "retain",

@@ -38,6 +38,7 @@ from ..engine.kfac import KFACLinear, LayerTap, with_bias_column
 from ..engine.progress import progress
 from ..errors import UserError
 from ..models.registry import last_linear
+from ..settings import apply_preset
 from .base import Method, Unlearned, UnlearnTask, register_method
 
 FISHERS = ("true", "empirical")
@@ -138,11 +139,7 @@ class NGF(Method):
         augment: bool = True
 
         def validate(self) -> None:
-            if self.preset not in PRESETS:
-                raise UserError(f"--set preset={self.preset}: choose one of {', '.join(PRESETS)}")
-            for k, v in PRESETS[self.preset].items():
-                if getattr(self, k) is None:
-                    setattr(self, k, v)
+            apply_preset(self, PRESETS)
             ok = (self.steps >= 1 and self.batch_size >= 1 and self.lr > 0 and self.damping > 0 and self.kl_clip > 0
                   and 0 <= self.stat_decay < 1 and self.cov_every >= 1 and self.inv_every >= 1 and self.eta >= 0
                   and self.momentum >= 0 and self.weight_decay >= 0 and all(0 < f < 1 for f in self.milestones))
