@@ -9,6 +9,11 @@ speed-up, with a check mark where issue 21's targets all hold.
     python benchmarks/bench_adversarial_folders.py --out runs/folders                  # the whole matrix
     python benchmarks/bench_adversarial_folders.py --out runs/folders --cells small    # the CPU-sized cell(s)
     python benchmarks/bench_adversarial_folders.py --out runs/folders --cell "classes=6 per_class=500 size=64"
+    python benchmarks/bench_adversarial_folders.py --list full      # the matrix's cells, one `--cell` per line
+
+Several processes may run cells into one `--out` at once (each cell has its own folder there); a last invocation
+with `--reuse-only` over every cell then trains and runs nothing and writes one `matrix.md` of what finished
+(benchmarks/gpu_folders_cifar10.sh does this on a lent GPU).
 
 CIFAR-10's image-folder copy must be under the data root (`$UNLEARNKIT_DATA/cifar10/{train,test}/<class>/`).
 """
@@ -63,13 +68,22 @@ def cell_rows(out: Path) -> dict[str, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", help="where each cell's results go (a folder per cell) and matrix.md")
     p.add_argument("--cells", default="full", choices=sorted(MATRIX))
     p.add_argument("--cell", action="append", default=[], metavar="SETTINGS",
                    help="one cell instead of the matrix: 'classes=6 per_class=500 size=64 arch=vgg-small'")
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--methods", default=None, help="only these rows, e.g. adversarial,salun")
+    p.add_argument("--reuse-only", action="store_true",
+                   help="train and run nothing: the table of the rows earlier invocations finished")
+    p.add_argument("--list", metavar="CELLS", choices=sorted(MATRIX), default=None,
+                   help="print that matrix's cells, one `--cell` argument per line, and stop")
     a = p.parse_args(argv)
+    if a.list:
+        print("\n".join(f"{text} arch={arch}" for text, arch in MATRIX[a.list]))
+        return 0
+    if not a.out:
+        p.error("--out is required: e.g. --out runs/folders")
     cells = [(c, "resnet18") for c in a.cell] if a.cell else MATRIX[a.cells]
     lines = ["| cell | arch | method | forget test acc. | TA (retained) | gap TA | gap MIA | speed-up | targets |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -78,7 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         arch = settings.pop("arch", arch)
         name = cell_name(parse_cell({**DEFAULTS, **dict(settings)}))
         extra = {"arch": arch, **({"methods": a.methods} if a.methods else {})}
-        out = run_suite("folders", Path(a.out) / f"{name}-{arch}", seeds=a.seeds, settings={**settings, **extra})
+        cell_out = Path(a.out) / f"{name}-{arch}"
+        if a.reuse_only and not (cell_out / "results.json").is_file() and not (cell_out / "runs").is_dir():
+            lines.append(f"| {name} | {arch} | (not run) | - | - | - | - | - | - |")
+            continue
+        out = run_suite("folders", cell_out, seeds=a.seeds, settings={**settings, **extra}, reuse_only=a.reuse_only)
         for method, row in cell_rows(out).items():
             ok = passes(row)
             cols = [row.get("forget_test_acc"), row.get("TA (retained classes)"), row.get("gap TA"),

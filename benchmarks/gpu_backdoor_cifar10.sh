@@ -40,13 +40,9 @@ variants_ibau=${VARIANTS_IBAU-"backdoorbench: optimizer=amsgrad lr=1e-4 batch_si
 variants_ngf=${VARIANTS_NGF-"paper: preset=paper"}
 export PYTHONPATH="$here/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 UNLEARNKIT_DATA="$work/data" \
   OMP_NUM_THREADS=${THREADS:-2} UNLEARNKIT_CHECKPOINT_SECONDS=${CKPT:-30}
-mkdir -p "$out" "$work/data/cifar10" "$work/logs"
-t0=$(date +%s)
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-if [ ! -d "$work/data/cifar10/train" ]; then
-  tar xzf .data/cifar10-jpeg.tar.gz -C "$work/data/cifar10" || { echo "no .data/cifar10-jpeg.tar.gz: carry .data"; exit 2; }
-fi
+# shellcheck source=benchmarks/gpu_common.sh
+. benchmarks/gpu_common.sh
+gpu_prepare "$out" "$work"
 case "$extra" in *quick=true*) ;; *)  # 0. decode the copy once; every later process reads the decoded pixels
   python3 -c "from unlearnkit.data.datasets import load_dataset; print(load_dataset('cifar10').extra)" ;; esac
 echo "data ready at $(( $(date +%s) - t0 )) s"

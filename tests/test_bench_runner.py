@@ -160,6 +160,15 @@ def test_folders_suite_builds_its_image_folder_once_and_runs_a_cell(tmp_path, mo
                      "classes=3 per_class=6 test_per_class=3 size=16 arch=cnn-small epochs=2"]) == 0
     table = (out / "matrix.md").read_text()
     assert "| c3-n6-t3-s16-f1-x0 | cnn-small | adversarial |" in table and "Targets (issue 21)" in table
+    # the GPU script's last step: read back what finished, list a cell that never ran, train nothing
+    assert mod.main(["--out", str(out), "--reuse-only", "--cell",
+                     "classes=3 per_class=6 test_per_class=3 size=16 arch=cnn-small epochs=2",
+                     "--cell", "classes=3 per_class=6 test_per_class=3 size=24 arch=cnn-small epochs=2"]) == 0
+    again = (out / "matrix.md").read_text()
+    assert "| c3-n6-t3-s16-f1-x0 | cnn-small | adversarial |" in again
+    assert "| c3-n6-t3-s24-f1-x0 | cnn-small | (not run) |" in again
+    assert not (out / "c3-n6-t3-s24-f1-x0-cnn-small").exists()
+    assert mod.main(["--list", "full"]) == 0 and len(mod.MATRIX["full"]) == 9
 
 
 def test_two_processes_asking_for_the_same_cached_original_train_it_once(tmp_path):
@@ -176,3 +185,33 @@ def test_two_processes_asking_for_the_same_cached_original_train_it_once(tmp_pat
     assert [p.returncode for p in procs] == [0, 0], [o[1][-1500:] for o in outs]
     assert outs[0][0] == outs[1][0] and (Path(outs[0][0].strip()) / "metrics.json").is_file()
     assert sum("training original" in o[1] for o in outs) == 1  # one trained it, the other waited and reused it
+
+
+def test_two_processes_building_the_same_cell_folder_both_get_it_whole(tmp_path):
+    """benchmarks/gpu_folders_cifar10.sh starts one process per method of a cell at once; each builds the cell's
+    image folder. Without a lock they built into the same `.building` folder and all but one failed
+    (`FileExistsError`). Both start at the same instant here; both must return the complete folder."""
+    import time
+
+    from unlearnkit.data.datasets import CIFAR10_CLASSES
+
+    source = tmp_path / "cifar10"
+    for split in ("train", "test"):
+        for name in CIFAR10_CLASSES:
+            (source / split / name).mkdir(parents=True)
+            for i in range(300):  # empty files: building only links them, and many make the race certain
+                (source / split / name / f"{i:04d}.jpg").touch()
+    code = ("import sys, time; from pathlib import Path; from unlearnkit.bench.folders import build_folder; "
+            "cell = {'classes': 4, 'per_class': 250, 'test_per_class': 100, 'size': 16, 'forget': 1, 'subset': 0}; "
+            "time.sleep(max(0.0, float(sys.argv[1]) - time.time())); "
+            "print(build_folder(cell, Path(sys.argv[2]), Path(sys.argv[3])))")
+    start = str(time.time() + 8)
+    dest = tmp_path / "cache" / "folders" / "cell"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", code, start, str(source), str(dest)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-1500:] for o in outs]
+    assert (dest / ".complete").is_file()
+    counts = sorted(len(list(d.iterdir())) for split in ("train", "test") for d in (dest / split).iterdir())
+    assert counts == [100] * 4 + [250] * 4

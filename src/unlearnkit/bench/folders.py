@@ -27,7 +27,7 @@ from ..data.datasets import CIFAR10_CLASSES, default_root
 from ..errors import UserError
 from . import register_suite
 from .adversarial import GAP_COLUMNS
-from .runner import Row, Scenario, Suite, default_cache, key
+from .runner import Row, Scenario, Suite, default_cache, key, made_once
 
 DEFAULTS: dict[str, int] = {"classes": 6, "per_class": 500, "test_per_class": 200, "size": 32, "forget": 1,
                             "subset": 0}
@@ -71,12 +71,22 @@ def pick_classes(cell: dict[str, int]) -> list[str]:
 
 def build_folder(cell: dict[str, int], source: Path, dest: Path) -> Path:
     """Make the cell's image folder `dest/{train,test}/<class>/` from the copy at `source` (hard links where the
-    file system allows, else copies), once: it is built beside and renamed into place when complete."""
+    file system allows, else copies), once: it is built beside and renamed into place when complete.
+
+    Several processes can ask for the same cell at once (benchmarks/gpu_folders_cifar10.sh runs one per method):
+    the first builds it under the cache's lock, the others wait and then find it complete."""
     if (dest / ".complete").is_file():
         return dest
     if not (source / "train").is_dir():
         raise UserError(f"suite 'folders' builds its image folders from CIFAR-10's image-folder copy, which is not "
                         f"under {source}: unpack it there (see ../shared/data/README.md) or set UNLEARNKIT_DATA")
+    with made_once(dest):
+        if not (dest / ".complete").is_file():
+            _build(cell, source, dest)
+    return dest
+
+
+def _build(cell: dict[str, int], source: Path, dest: Path) -> None:
     tmp = dest.parent / f".{dest.name}.building"
     shutil.rmtree(tmp, ignore_errors=True)
     gen = torch.Generator().manual_seed(1000 + cell["subset"])
@@ -92,7 +102,6 @@ def build_folder(cell: dict[str, int], source: Path, dest: Path) -> Path:
     (tmp / ".complete").write_text(cell_name(cell) + "\n")
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
-    return dest
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
