@@ -7,7 +7,11 @@
 # Device tool:  run(command="TOTAL=570 bash benchmarks/gpu_folders_cifar10.sh 2>&1 | tee $OUT/console.log",
 #                   carry=[".data"], timeout_s=600)      (one call; then give the machine back)
 # Issue 18's script (gpu_backdoor_cifar10.sh) comes first when a session is lent a device: it takes a session's
-# 15 minutes. This one is for the next.
+# 15 minutes. This one is for the next. All nine cells may not finish in one call: cells 6-9 hold 20,000-50,000
+# images, and a preact-resnet18 epoch of the whole CIFAR-10 took 3.7 s on a lent H200 (issue 18's runs), so cell 8
+# alone needs about 150 s for its original and 135 s for its reference before its methods start, with the other
+# cells sharing the card. The safer split is two sessions, CELLS="1 2 3 4 5" then CELLS="6 7 8 9"; a cell cut off
+# is listed as not run (or with the rows it finished), never estimated.
 #
 # Plan, every process limited to what is left of TOTAL seconds (default 570; run it with timeout_s=600):
 # 0. unpack the copy; 1. for each cell of CELLS (numbers of `bench_adversarial_folders.py --list full`, default all
